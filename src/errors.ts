@@ -1,0 +1,124 @@
+// errors.ts — every error webgpu-quant throws on purpose. A message says what happened; `hint`
+// says what to try. The CLI prints `message` and `hint` (no stack unless --debug) and exits with
+// `exitCode`: 1 usage, 2 input (bad file/config/tensor), 3 device.
+
+export type ExitCode = 1 | 2 | 3;
+
+export class WgqError extends Error {
+  readonly hint: string | undefined;
+  readonly exitCode: ExitCode;
+  constructor(message: string, opts: { hint?: string; exitCode?: ExitCode; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = new.target.name;
+    this.hint = opts.hint;
+    this.exitCode = opts.exitCode ?? 2;
+  }
+}
+
+// --- usage -------------------------------------------------------------------------------------
+
+/** A caller passed an argument the API or CLI does not accept. */
+export class UsageError extends WgqError {
+  constructor(message: string, hint?: string) {
+    super(message, { hint, exitCode: 1 });
+  }
+}
+
+// --- device ------------------------------------------------------------------------------------
+
+export class DeviceError extends WgqError {
+  constructor(message: string, opts: { hint?: string; cause?: unknown } = {}) {
+    super(message, { ...opts, exitCode: 3 });
+  }
+}
+
+/** Dawn found no WebGPU adapter (no GPU driver and no lavapipe). */
+export class NoAdapterError extends DeviceError {
+  constructor(detail = "") {
+    super(`no WebGPU adapter found${detail ? ` (${detail})` : ""}`, {
+      hint:
+        "run 'bash scripts/setup' (installs Mesa's lavapipe, a Vulkan driver on the CPU, when there is no GPU), " +
+        "or pick another backend/adapter with WGQ_BACKEND / WGQ_ADAPTER; 'wgq doctor' lists what Dawn sees",
+    });
+  }
+}
+
+/** The adapter lacks a feature or limit the caller requires. */
+export class DeviceCapabilityError extends DeviceError {}
+
+/** device.lost resolved: the device is gone and every tensor on it is invalid. */
+export class DeviceLostError extends DeviceError {
+  constructor(readonly reason: string, message: string) {
+    super(`WebGPU device lost (${reason}): ${message || "no message"}`, {
+      hint:
+        reason === "destroyed"
+          ? "the device was destroyed by this program; open a new one with openDevice()"
+          : "the driver reset the device (often out of memory or a kernel running too long): " +
+            "use smaller batches or --streaming, close other GPU programs, and rerun",
+    });
+  }
+}
+
+/** A WebGPU validation error caught by an error scope or the uncaptured-error handler. */
+export class GpuValidationError extends DeviceError {
+  constructor(readonly where: string, gpuMessage: string) {
+    super(`WebGPU validation error in ${where}: ${gpuMessage}`, {
+      hint: "this is a bug in how webgpu-quant drives the device; rerun with --debug and report it with 'wgq doctor' output",
+    });
+  }
+}
+
+/** The device ran out of memory while creating a buffer or running work. */
+export class GpuOutOfMemoryError extends DeviceError {
+  constructor(readonly where: string, gpuMessage: string) {
+    super(`out of GPU memory in ${where}: ${gpuMessage}`, {
+      hint: "free tensors you no longer need, use smaller batches, or use streaming mode (one block resident at a time)",
+    });
+  }
+}
+
+// --- kernels -----------------------------------------------------------------------------------
+
+/** A .wgsl file is missing, does not parse, or does not compile. */
+export class ShaderError extends DeviceError {
+  constructor(readonly file: string, detail: string, hint?: string) {
+    super(`shader ${file}: ${detail}`, {
+      hint: hint ?? "fix the WGSL at the line Dawn names; 'wgq doctor' shows which WGSL features this device has",
+    });
+  }
+}
+
+/** Bindings passed to a kernel do not match the names the WGSL declares. */
+export class BindingError extends WgqError {
+  constructor(
+    readonly kernel: string,
+    detail: string,
+    readonly expected: readonly string[],
+  ) {
+    super(`kernel ${kernel}: ${detail}; expected bindings: ${expected.join(", ")}`, { exitCode: 1 });
+  }
+}
+
+/** Uniform parameters passed to a kernel do not match its WGSL struct. */
+export class ParamsError extends WgqError {
+  constructor(readonly kernel: string, detail: string, readonly expected: readonly string[]) {
+    super(`kernel ${kernel}: ${detail}; expected params: ${expected.join(", ")}`, { exitCode: 1 });
+  }
+}
+
+// --- tensors -----------------------------------------------------------------------------------
+
+export class TensorError extends WgqError {
+  constructor(readonly tensor: string, detail: string, hint?: string) {
+    super(`tensor ${tensor}: ${detail}`, { hint, exitCode: 1 });
+  }
+}
+
+// --- input files (model I/O) -------------------------------------------------------------------
+
+/** A file given as input is missing, unreadable or malformed. `field` names the tensor/key at fault. */
+export class InputError extends WgqError {
+  constructor(readonly file: string, readonly field: string | undefined, detail: string, hint?: string) {
+    super(`${file}${field ? ` [${field}]` : ""}: ${detail}`, { hint, exitCode: 2 });
+  }
+}

@@ -1,0 +1,287 @@
+// gpu/device.ts — the WebGPU device: adapter choice, limits and features, error capture, and the
+// live-byte account of every buffer webgpu-quant creates. It knows buffers and queues, never models.
+//
+// In Node the device comes from Dawn (npm `webgpu`); in a browser from `navigator.gpu`.
+// Environment (Node): WGQ_BACKEND   -> Dawn `backend=` (vulkan, metal, d3d12, opengl, null …)
+//                     WGQ_ADAPTER   -> Dawn `adapter=` (a name from 'wgq doctor')
+//                     WGQ_DISABLE_FEATURES=shader-f16,subgroups -> do not request these (tests the fallbacks)
+
+import {
+  DeviceCapabilityError,
+  DeviceLostError,
+  GpuOutOfMemoryError,
+  GpuValidationError,
+  NoAdapterError,
+  WgqError,
+} from "../errors.ts";
+
+/** Optional features requested whenever the adapter has them. */
+export const WANTED_FEATURES = ["shader-f16", "subgroups", "timestamp-query"] as const;
+
+/** Limits raised to the adapter's maximum. */
+const RAISED_LIMITS = [
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeInvocationsPerWorkgroup",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeWorkgroupSizeY",
+  "maxComputeWorkgroupSizeZ",
+  "maxComputeWorkgroupsPerDimension",
+  "maxStorageBuffersPerShaderStage",
+  "maxUniformBufferBindingSize",
+] as const;
+
+export interface OpenDeviceOptions {
+  /** Dawn backend (Node only); default from WGQ_BACKEND. */
+  backend?: string;
+  /** Dawn adapter name (Node only); default from WGQ_ADAPTER. */
+  adapter?: string;
+  powerPreference?: GPUPowerPreference;
+  /** Features that must be present (error if the adapter lacks one). */
+  requiredFeatures?: GPUFeatureName[];
+  /** Optional features not to request even when present. Default from WGQ_DISABLE_FEATURES. */
+  disableFeatures?: string[];
+}
+
+export interface MemoryStats {
+  /** Bytes of GPU buffers currently alive (created through Gpu.createBuffer, not yet released). */
+  liveBytes: number;
+  liveBuffers: number;
+  peakBytes: number;
+}
+
+export interface AdapterSummary {
+  vendor: string;
+  architecture: string;
+  device: string;
+  description: string;
+  /** "cpu" for software adapters (lavapipe, SwiftShader), else "gpu". */
+  kind: "cpu" | "gpu";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/** One WebGPU device with its adapter facts. Create with openDevice(); destroy() when done. */
+export class Gpu {
+  readonly stats: MemoryStats = { liveBytes: 0, liveBuffers: 0, peakBytes: 0 };
+  /** The first error captured asynchronously (uncaptured error, error scope, device lost). */
+  #error: WgqError | null = null;
+  #pending: Promise<void>[] = [];
+  #destroyed = false;
+  #sizes = new WeakMap<GPUBuffer, number>();
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapterInfo: AdapterSummary,
+    readonly wgslFeatures: ReadonlySet<string>,
+  ) {
+    device.lost.then((info) => {
+      if (!this.#destroyed) this.#fail(new DeviceLostError(info.reason, info.message));
+    });
+    device.onuncapturederror = (ev: GPUUncapturedErrorEvent) => {
+      const e = ev.error;
+      this.#fail(
+        e.constructor?.name === "GPUOutOfMemoryError"
+          ? new GpuOutOfMemoryError("uncaptured", e.message)
+          : new GpuValidationError("uncaptured", e.message),
+      );
+    };
+  }
+
+  get features(): ReadonlySet<string> {
+    return this.device.features as unknown as ReadonlySet<string>;
+  }
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+  has(feature: string): boolean {
+    return this.device.features.has(feature);
+  }
+
+  /** Creates a buffer counted in `stats`; OOM/validation errors surface at the next sync(). */
+  createBuffer(label: string, size: number, usage: GPUBufferUsageFlags): GPUBuffer {
+    this.check();
+    if (size > this.limits.maxBufferSize) {
+      throw new GpuOutOfMemoryError(
+        label,
+        `${size} bytes exceed this device's maxBufferSize (${this.limits.maxBufferSize})`,
+      );
+    }
+    const buffer = this.scoped(label, () => this.device.createBuffer({ label, size, usage }));
+    this.#sizes.set(buffer, size);
+    this.stats.liveBytes += size;
+    this.stats.liveBuffers++;
+    this.stats.peakBytes = Math.max(this.stats.peakBytes, this.stats.liveBytes);
+    return buffer;
+  }
+
+  /** Destroys a buffer made by createBuffer (idempotent). */
+  releaseBuffer(buffer: GPUBuffer): void {
+    const size = this.#sizes.get(buffer);
+    if (size === undefined) return;
+    this.#sizes.delete(buffer);
+    this.stats.liveBytes -= size;
+    this.stats.liveBuffers--;
+    buffer.destroy();
+  }
+
+  /**
+   * Runs `fn` inside validation + out-of-memory error scopes. An error raised inside becomes a
+   * typed error naming `where`, thrown by the next sync() (scopes pop asynchronously).
+   */
+  scoped<T>(where: string, fn: () => T): T {
+    this.device.pushErrorScope("out-of-memory");
+    this.device.pushErrorScope("validation");
+    let out: T;
+    try {
+      out = fn();
+    } finally {
+      const v = this.device.popErrorScope();
+      const m = this.device.popErrorScope();
+      this.#pending.push(
+        Promise.all([v, m]).then(([ve, me]) => {
+          if (me) this.#fail(new GpuOutOfMemoryError(where, me.message));
+          if (ve) this.#fail(new GpuValidationError(where, ve.message));
+        }),
+      );
+    }
+    return out;
+  }
+
+  /** Like scoped(), but waits for the scopes and throws at once. */
+  async scopedAsync<T>(where: string, fn: () => T | Promise<T>): Promise<T> {
+    this.device.pushErrorScope("out-of-memory");
+    this.device.pushErrorScope("validation");
+    let out: T;
+    try {
+      out = await fn();
+    } finally {
+      const ve = await this.device.popErrorScope();
+      const me = await this.device.popErrorScope();
+      if (me) throw new GpuOutOfMemoryError(where, me.message);
+      if (ve) throw new GpuValidationError(where, ve.message);
+    }
+    return out;
+  }
+
+  /** Throws the first captured error, if any. */
+  check(): void {
+    if (this.#error) throw this.#error;
+    if (this.#destroyed) throw new DeviceLostError("destroyed", "the device was destroyed");
+  }
+
+  /** Waits until all submitted work is done and every pending error scope has resolved; then check(). */
+  async sync(): Promise<void> {
+    this.check();
+    await this.device.queue.onSubmittedWorkDone();
+    while (this.#pending.length) {
+      const p = this.#pending;
+      this.#pending = [];
+      await Promise.all(p);
+    }
+    this.check();
+  }
+
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.device.destroy();
+  }
+
+  #fail(e: WgqError): void {
+    this.#error ??= e;
+  }
+}
+
+/** Opens a device with the adapter's largest limits and the wanted features it has. */
+export async function openDevice(opts: OpenDeviceOptions = {}): Promise<Gpu> {
+  const gpu = await gpuEntry(opts);
+  let adapter: GPUAdapter | null = null;
+  try {
+    adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? "high-performance" });
+  } catch (e) {
+    throw new NoAdapterError(e instanceof Error ? e.message : String(e));
+  }
+  if (!adapter) throw new NoAdapterError();
+
+  const disabled = new Set(opts.disableFeatures ?? envList("WGQ_DISABLE_FEATURES"));
+  const features: GPUFeatureName[] = [];
+  for (const f of WANTED_FEATURES) if (adapter.features.has(f) && !disabled.has(f)) features.push(f);
+  for (const f of opts.requiredFeatures ?? []) {
+    if (!adapter.features.has(f)) {
+      throw new DeviceCapabilityError(`the adapter lacks the required feature '${f}'`, {
+        hint: "'wgq doctor' lists this adapter's features; choose another with WGQ_ADAPTER",
+      });
+    }
+    if (!features.includes(f)) features.push(f);
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const name of RAISED_LIMITS) {
+    const v = (adapter.limits as unknown as Record<string, number>)[name];
+    if (typeof v === "number") requiredLimits[name] = v;
+  }
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ label: "webgpu-quant", requiredFeatures: features, requiredLimits });
+  } catch (e) {
+    throw new DeviceCapabilityError(`requestDevice failed: ${e instanceof Error ? e.message : e}`, { cause: e });
+  }
+  const wgsl = new Set<string>(((gpu as unknown as { wgslLanguageFeatures?: Set<string> }).wgslLanguageFeatures) ?? []);
+  return new Gpu(device, summarize(adapter.info), wgsl);
+}
+
+/** Lists what Dawn/the browser offers without opening a device (for `wgq doctor`). */
+export async function probeAdapter(
+  opts: OpenDeviceOptions = {},
+): Promise<{ adapter: GPUAdapter; info: AdapterSummary; wgslFeatures: Set<string> } | null> {
+  const gpu = await gpuEntry(opts);
+  const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? "high-performance" }).catch(() => null);
+  if (!adapter) return null;
+  const wgsl = new Set<string>(((gpu as unknown as { wgslLanguageFeatures?: Set<string> }).wgslLanguageFeatures) ?? []);
+  return { adapter, info: summarize(adapter.info), wgslFeatures: wgsl };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Implementation
+// ---------------------------------------------------------------------------------------------
+
+const entries = new Map<string, GPU>();
+
+async function gpuEntry(opts: OpenDeviceOptions): Promise<GPU> {
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  if (nav?.gpu) return nav.gpu;
+  const flags: string[] = [];
+  const backend = opts.backend ?? process.env.WGQ_BACKEND;
+  const name = opts.adapter ?? process.env.WGQ_ADAPTER;
+  if (backend) flags.push(`backend=${backend}`);
+  if (name) flags.push(`adapter=${name}`);
+  const key = flags.join(";");
+  let gpu = entries.get(key);
+  if (!gpu) {
+    const dawn = await import("webgpu");
+    Object.assign(globalThis, dawn.globals);
+    gpu = dawn.create(flags) as GPU;
+    entries.set(key, gpu);
+  }
+  return gpu;
+}
+
+function summarize(info: GPUAdapterInfo): AdapterSummary {
+  const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
+  const cpu = /llvmpipe|lavapipe|swiftshader|software|warp|\bcpu\b/.test(text);
+  return {
+    vendor: info.vendor,
+    architecture: info.architecture,
+    device: info.device,
+    description: info.description,
+    kind: cpu ? "cpu" : "gpu",
+  };
+}
+
+function envList(name: string): string[] {
+  const v = typeof process !== "undefined" ? process.env[name] : undefined;
+  return v ? v.split(",").map((s) => s.trim()).filter(Boolean) : [];
+}

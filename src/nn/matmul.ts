@@ -1,0 +1,36 @@
+// nn/matmul.ts — y (M, N) = x (M, K) · W (N, K)^T on the GPU (shaders/nn/matmul.wgsl).
+// W is f32 or f16 (binary16 bits, two per word); x and y are f32. W may exceed one storage
+// binding: it is bound in windows of whole rows and each window writes its columns of y.
+
+import { TensorError } from "../errors.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import type { CommandBatch } from "../gpu/encoder.ts";
+import type { GpuTensor } from "../gpu/tensor.ts";
+
+const WG_X = 8;
+const WG_Y = 8;
+const TILE = 4;
+
+/** Records y = x · Wᵀ into `batch`. Shapes: x [M, K] f32, w [N, K] f32|f16, y [M, N] f32. */
+export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, w: GpuTensor, y: GpuTensor): Promise<void> {
+  const [M, K] = x.shape;
+  const [N, Kw] = w.shape;
+  if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `matmul x must be f32 [M, K], got ${x.dtype} [${x.shape}]`);
+  if ((w.dtype !== "f32" && w.dtype !== "f16") || w.shape.length !== 2) throw new TensorError(w.label, `matmul W must be f32 or f16 [N, K], got ${w.dtype} [${w.shape}]`);
+  if (Kw !== K) throw new TensorError(w.label, `K mismatch: W [${w.shape}] vs x [${x.shape}]`);
+  if (y.dtype !== "f32" || y.shape.length !== 2 || y.shape[0] !== M || y.shape[1] !== N) throw new TensorError(y.label, `matmul y must be f32 [${M}, ${N}], got ${y.dtype} [${y.shape}]`);
+  if (M === 0 || N === 0) return;
+  const f16 = w.dtype === "f16";
+  const k = await ctx.kernels.get("nn/matmul.wgsl", "main", { WG_X, WG_Y, W_F16: f16 });
+  const maxRows = TILE * WG_X * ctx.gpu.limits.maxComputeWorkgroupsPerDimension;
+  // f16 windows must start on an even element: whole rows of even K, or an even number of rows.
+  const windows = w.rowWindows({ rowBytes: K * (f16 ? 2 : 4), maxRows, rowMultiple: f16 && K % 2 ? 2 : 1 });
+  for (const win of windows) {
+    batch.dispatch(
+      k,
+      { x, w: { tensor: w, byteOffset: win.byteOffset, byteSize: win.byteSize }, y },
+      { M, N, K, n0: win.firstRow, nw: win.rows },
+      k.grid(Math.ceil(win.rows / TILE), Math.ceil(M / TILE)),
+    );
+  }
+}

@@ -1,0 +1,51 @@
+// test/helpers/gpu.ts — one GPU context per test file, seeded random data, and error measures.
+// A missing adapter fails the test (never skips): the message names scripts/setup.
+
+import { createContext, type GpuContext } from "../../src/gpu/context.ts";
+import { NoAdapterError } from "../../src/errors.ts";
+
+let ctx: Promise<GpuContext> | null = null;
+
+export function gpuContext(): Promise<GpuContext> {
+  ctx ??= createContext().catch((e) => {
+    if (e instanceof NoAdapterError) {
+      throw new Error(`${e.message}. GPU tests need an adapter: run 'bash scripts/setup' (installs Mesa lavapipe when there is no GPU).`);
+    }
+    throw e;
+  });
+  return ctx;
+}
+
+/** Deterministic PRNG (mulberry32) returning floats in [0, 1). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** n uniform values in [lo, hi) from `seed`, never all zero. */
+export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  const r = rng(seed);
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
+  return out;
+}
+
+/** ||a - ref|| / ||ref|| over the listed indices (all by default); NaN anywhere gives Infinity. */
+export function relError(a: ArrayLike<number>, ref: ArrayLike<number>, idx?: Iterable<number>): number {
+  let num = 0;
+  let den = 0;
+  const it = idx ?? Array.from({ length: ref.length }, (_, i) => i);
+  for (const i of it) {
+    const d = a[i] - ref[i];
+    if (!Number.isFinite(a[i])) return Infinity;
+    num += d * d;
+    den += ref[i] * ref[i];
+  }
+  return Math.sqrt(num / Math.max(den, 1e-300));
+}

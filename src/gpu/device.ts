@@ -58,6 +58,10 @@ export interface AdapterSummary {
   description: string;
   /** "cpu" for software adapters (lavapipe, SwiftShader), else "gpu". */
   kind: "cpu" | "gpu";
+  /** Backend Dawn uses (WGQ_BACKEND, or the platform's default), "browser" in a browser. */
+  backend: string;
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +234,7 @@ export async function openDevice(opts: OpenDeviceOptions = {}): Promise<Gpu> {
     throw new DeviceCapabilityError(`requestDevice failed: ${e instanceof Error ? e.message : e}`, { cause: e });
   }
   const wgsl = new Set<string>(((gpu as unknown as { wgslLanguageFeatures?: Set<string> }).wgslLanguageFeatures) ?? []);
-  return new Gpu(device, summarize(adapter.info), wgsl);
+  return new Gpu(device, summarize(adapter.info, opts.backend ?? process.env.WGQ_BACKEND), wgsl);
 }
 
 /** Lists what Dawn/the browser offers without opening a device (for `wgq doctor`). */
@@ -241,7 +245,7 @@ export async function probeAdapter(
   const adapter = await gpu.requestAdapter({ powerPreference: opts.powerPreference ?? "high-performance" }).catch(() => null);
   if (!adapter) return null;
   const wgsl = new Set<string>(((gpu as unknown as { wgslLanguageFeatures?: Set<string> }).wgslLanguageFeatures) ?? []);
-  return { adapter, info: summarize(adapter.info), wgslFeatures: wgsl };
+  return { adapter, info: summarize(adapter.info, opts.backend ?? process.env.WGQ_BACKEND), wgslFeatures: wgsl };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,7 +273,10 @@ async function gpuEntry(opts: OpenDeviceOptions): Promise<GPU> {
   return gpu;
 }
 
-function summarize(info: GPUAdapterInfo): AdapterSummary {
+function summarize(info: GPUAdapterInfo, backendFlag?: string): AdapterSummary {
+  const inBrowser = !!(globalThis as { navigator?: { gpu?: GPU } }).navigator?.gpu && typeof process === "undefined";
+  const platformDefault = typeof process === "undefined" ? "browser" : ({ linux: "vulkan", darwin: "metal", win32: "d3d12" } as Record<string, string>)[process.platform] ?? "default";
+  const extra = info as unknown as { subgroupMinSize?: number; subgroupMaxSize?: number; isFallbackAdapter?: boolean };
   const text = `${info.vendor} ${info.architecture} ${info.device} ${info.description}`.toLowerCase();
   const cpu = /llvmpipe|lavapipe|swiftshader|software|warp|\bcpu\b/.test(text);
   return {
@@ -277,7 +284,10 @@ function summarize(info: GPUAdapterInfo): AdapterSummary {
     architecture: info.architecture,
     device: info.device,
     description: info.description,
-    kind: cpu ? "cpu" : "gpu",
+    kind: cpu || extra.isFallbackAdapter ? "cpu" : "gpu",
+    backend: inBrowser ? "browser" : backendFlag ?? platformDefault,
+    subgroupMinSize: extra.subgroupMinSize ?? 0,
+    subgroupMaxSize: extra.subgroupMaxSize ?? 0,
   };
 }
 

@@ -4,6 +4,8 @@
 import { createContext, type GpuContext } from "../../src/gpu/context.ts";
 import { NoAdapterError } from "../../src/errors.ts";
 
+export { randomF32, rng } from "../../src/ref/random.ts";
+
 let ctx: Promise<GpuContext> | null = null;
 
 export function gpuContext(): Promise<GpuContext> {
@@ -14,26 +16,6 @@ export function gpuContext(): Promise<GpuContext> {
     throw e;
   });
   return ctx;
-}
-
-/** Deterministic PRNG (mulberry32) returning floats in [0, 1). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** n uniform values in [lo, hi) from `seed`, never all zero. */
-export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float32Array {
-  const r = rng(seed);
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = lo + (hi - lo) * r();
-  return out;
 }
 
 /** ||a - ref|| / ||ref|| over the listed indices (all by default); NaN anywhere gives Infinity. */

@@ -1,0 +1,38 @@
+// cli/main.ts — `wgq`, the webgpu-quant command line (run through bin/wgq.mjs).
+// Exit codes: 0 success, 1 usage error, 2 input error (bad file/config), 3 device error.
+// Errors print as one sentence plus a hint; --debug adds the stack.
+
+import { Command, CommanderError } from "commander";
+import { WgqError } from "../errors.ts";
+import { doctorCommand } from "./commands/doctor.ts";
+
+const program = new Command("wgq")
+  .description("webgpu-quant: quantize Llama-family LLMs on the GPU through WebGPU")
+  .option("--debug", "print stack traces on errors")
+  .showHelpAfterError("(add --help for usage)")
+  .exitOverride();
+
+program.addCommand(doctorCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  process.exitCode = report(e, program.opts().debug === true);
+}
+
+function report(e: unknown, debug: boolean): number {
+  if (e instanceof CommanderError) {
+    // commander already printed its message (help, version, or a usage error)
+    return e.exitCode === 0 ? 0 : 1;
+  }
+  if (e instanceof WgqError) {
+    process.stderr.write(`error: ${e.message}\n`);
+    if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
+    if (debug && e.stack) process.stderr.write(`${e.stack}\n`);
+    return e.exitCode;
+  }
+  const err = e instanceof Error ? e : new Error(String(e));
+  process.stderr.write(`error: ${err.message}\n`);
+  process.stderr.write(debug ? `${err.stack}\n` : "hint: this is unexpected; rerun with --debug and report the output\n");
+  return 1;
+}

@@ -1,0 +1,69 @@
+import { describe, expect, it } from "vitest";
+import { CommandBatch } from "../../src/gpu/encoder.ts";
+import { GpuTensor } from "../../src/gpu/tensor.ts";
+import { matmul } from "../../src/nn/matmul.ts";
+import { f16ArrayToF32, f32ArrayToF16 } from "../../src/ref/f16.ts";
+import { matmulRef } from "../../src/ref/matmul.ts";
+import { gpuContext, randomF32, relError } from "../helpers/gpu.ts";
+
+describe("matmul y = x · Wᵀ", async () => {
+  const ctx = await gpuContext();
+  const { gpu } = ctx;
+
+  const cases: [number, number, number, "f32" | "f16"][] = [
+    [1, 172, 64, "f32"],
+    [1, 172, 64, "f16"],
+    [37, 100, 300, "f32"],
+    [37, 100, 300, "f16"],
+    [5, 33, 171, "f16"], // odd K: f16 rows straddle words
+    [256, 4096, 4096, "f16"],
+  ];
+  for (const [M, N, K, wd] of cases) {
+    it(`${M}x${N}x${K} with ${wd} weights matches the float64 reference`, async () => {
+      const base = gpu.stats.liveBytes;
+      const x = randomF32(M * K, M + N + K);
+      let w = randomF32(N * K, M * N + K + 1);
+      const wBits = wd === "f16" ? f32ArrayToF16(w) : null;
+      if (wBits) w = f16ArrayToF32(wBits); // the reference sees exactly the stored weights
+      const xt = GpuTensor.fromHost(gpu, x, [M, K], "f32", "x");
+      const wt = GpuTensor.fromHost(gpu, wBits ?? w, [N, K], wd, "w");
+      const yt = GpuTensor.empty(gpu, [M, N], "f32", "y");
+      const b = new CommandBatch(gpu);
+      await matmul(ctx, b, xt, wt, yt);
+      b.submit();
+      const y = (await yt.toHost()) as Float32Array;
+      // Large shapes: check a sample of full rows (first, last and strided) against float64.
+      const rows = M <= 64 ? Array.from({ length: M }, (_, i) => i) : [0, 1, 17, 100, 200, M - 2, M - 1];
+      const ref = matmulRef(x, w, M, N, K, rows);
+      const idx = rows.flatMap((m) => Array.from({ length: N }, (_, n) => m * N + n));
+      const err = relError(y, ref, idx);
+      console.log(`matmul ${M}x${N}x${K} ${wd}: relative error ${err.toExponential(2)} over ${rows.length} rows`);
+      expect(err).toBeLessThan(1e-5);
+      for (const t of [xt, wt, yt]) t.destroy();
+      expect(gpu.stats.liveBytes).toBe(base);
+    });
+  }
+
+  it("binds weights larger than one storage binding in windows", async () => {
+    // Just over one binding of f32 weights (128 MiB on lavapipe), sized from the device's limit.
+    const lim = gpu.limits.maxStorageBufferBindingSize;
+    const K = 2048 + 3;
+    const N = Math.ceil(lim / (K * 4)) + 37;
+    const M = 2;
+    const x = randomF32(M * K, 5);
+    const w = randomF32(N * K, 6);
+    const xt = GpuTensor.fromHost(gpu, x, [M, K], "f32", "x");
+    const wt = GpuTensor.fromHost(gpu, w, [N, K], "f32", "w.big");
+    expect(wt.rowWindows({ rowBytes: K * 4 }).length).toBeGreaterThan(1);
+    const yt = GpuTensor.empty(gpu, [M, N], "f32", "y");
+    const b = new CommandBatch(gpu);
+    await matmul(ctx, b, xt, wt, yt);
+    b.submit();
+    const y = (await yt.toHost()) as Float32Array;
+    const ref = matmulRef(x, w, M, N, K);
+    const err = relError(y, ref);
+    console.log(`matmul ${M}x${N}x${K} f32 (${(N * K * 4) / 2 ** 20} MiB of weights): relative error ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(1e-5);
+    for (const t of [xt, wt, yt]) t.destroy();
+  });
+});

@@ -47,8 +47,12 @@ describe("shader headers", () => {
       for (const word of ["Entry:", "Workgroup:", "Grid:", "Bindings (group 0):"]) {
         expect(header.includes(word), `${file} header lacks '${word}'`).toBe(true);
       }
+      const documentedEntries = header
+        .split("\n")
+        .filter((l) => /^\/\/\s+Entry:/.test(l))
+        .flatMap((l) => l.replace(/^\/\/\s+Entry:/, "").split("—")[0].split(",").map((w) => w.trim()));
       for (const entry of info.entries.keys()) {
-        expect(new RegExp(`Entry:\\s+${entry}\\b`).test(header), `${file} header does not document entry '${entry}'`).toBe(true);
+        expect(documentedEntries, `${file} header does not document entry '${entry}'`).toContain(entry);
       }
       const documented = headerBindings(code);
       expect(documented).toEqual(info.bindings.map(({ binding, name, kind }) => ({ binding, name, kind })));

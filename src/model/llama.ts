@@ -1,0 +1,317 @@
+// model/llama.ts — the Llama-family forward pass on the GPU, block by block, activations resident.
+//
+// LlamaModel owns its weights (resident mode: all uploaded at load; streaming mode: one block's
+// weights uploaded, used and released per forward, for models larger than GPU memory) and its run
+// state (activations for up to maxTokens tokens per call, and the KV cache for maxSeq positions).
+// One forward = one CommandBatch per block in streaming mode, one for the whole model otherwise.
+//
+//   const m = await LlamaModel.load(ctx, "models/stories260K", { maxTokens: 256 });
+//   const logits = await m.forward(ids);          // GpuTensor (T, V), stays on the GPU
+//   m.reset();                                    // start a new sequence (KV cache position 0)
+
+import { TensorError, UsageError } from "../errors.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { CommandBatch } from "../gpu/encoder.ts";
+import { GpuTensor } from "../gpu/tensor.ts";
+import { SafetensorsCheckpoint } from "../io/safetensors.ts";
+import { f32ArrayToF16 } from "../ref/f16.ts";
+import { attention } from "../nn/attention.ts";
+import { addBias, addInPlace, siluMul } from "../nn/elementwise.ts";
+import { embedding } from "../nn/embedding.ts";
+import { matmul } from "../nn/matmul.ts";
+import { rmsnorm } from "../nn/rmsnorm.ts";
+import { rope } from "../nn/rope.ts";
+import { loadConfig, type LlamaConfig } from "./config.ts";
+import { ropeInvFreq } from "./rope.ts";
+
+export type LinearRole = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
+
+/** A linear layer y = x · Wᵀ + b; W (N, K) f32 or f16. */
+export interface Linear {
+  readonly name: string;
+  readonly w: GpuTensor;
+  readonly b: GpuTensor | null;
+}
+
+export interface BlockWeights {
+  inputNorm: GpuTensor;
+  postNorm: GpuTensor;
+  lin: Record<LinearRole, Linear>;
+}
+
+/** Host-side source of f32 weights by Hugging Face name. */
+export interface WeightSource {
+  has(name: string): boolean;
+  readF32(name: string): Promise<Float32Array>;
+}
+
+/** Seen by hooks: the input activation of a group of linears that share it, on the GPU. */
+export interface LinearInputEvent {
+  layer: number;
+  /** The linears fed by `input`: [q,k,v], [o], [gate,up] or [down]. */
+  roles: readonly LinearRole[];
+  /** (T, K) f32 view of the activation; valid while the batch runs. */
+  input: GpuTensor;
+  batch: CommandBatch;
+}
+
+export interface ModelOptions {
+  /** Most tokens per forward call (activation buffers are sized for it). */
+  maxTokens: number;
+  /** KV cache length (positions); default maxTokens. */
+  maxSeq?: number;
+  /** Weight storage on the GPU: f32 (default) or f16 (half the bytes; activations stay f32). */
+  weightDtype?: "f32" | "f16";
+  /** Upload one block at a time and release it after use (bounded GPU memory). */
+  streaming?: boolean;
+  /** Called for every linear input during forward; may record dispatches into ev.batch. */
+  onLinearInput?: (ev: LinearInputEvent) => void | Promise<void>;
+}
+
+const LINEARS: LinearRole[] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+export class LlamaModel {
+  #pos = 0;
+  #blocks: (BlockWeights | null)[];
+  #state: RunState;
+  #destroyed = false;
+
+  private constructor(
+    readonly ctx: GpuContext,
+    readonly config: LlamaConfig,
+    readonly opts: Required<Omit<ModelOptions, "onLinearInput">> & Pick<ModelOptions, "onLinearInput">,
+    readonly source: WeightSource,
+    readonly embed: GpuTensor,
+    readonly norm: GpuTensor,
+    readonly head: GpuTensor,
+    readonly invFreq: GpuTensor,
+    blocks: (BlockWeights | null)[],
+  ) {
+    this.#blocks = blocks;
+    this.#state = new RunState(ctx, config, opts.maxTokens, opts.maxSeq);
+  }
+
+  /** Loads config + weights from a Hugging Face folder (safetensors, sharded or not). */
+  static async load(ctx: GpuContext, dir: string, opts: ModelOptions): Promise<LlamaModel> {
+    const config = await loadConfig(dir);
+    const ckpt = await SafetensorsCheckpoint.open(dir);
+    const source: WeightSource = {
+      has: (n) => ckpt.has(n),
+      readF32: async (n) => (await ckpt.read(n, "f32")).data as Float32Array,
+    };
+    return LlamaModel.fromSource(ctx, config, source, opts);
+  }
+
+  /** Builds a model from any weight source (a checkpoint, a synthetic model, a quantized export). */
+  static async fromSource(ctx: GpuContext, config: LlamaConfig, source: WeightSource, opts: ModelOptions): Promise<LlamaModel> {
+    if (config.headDim % 2) throw new UsageError(`head_dim ${config.headDim} must be even for RoPE`);
+    const full = {
+      maxTokens: opts.maxTokens,
+      maxSeq: opts.maxSeq ?? opts.maxTokens,
+      weightDtype: opts.weightDtype ?? "f32",
+      streaming: opts.streaming ?? false,
+      onLinearInput: opts.onLinearInput,
+    };
+    if (full.maxSeq < full.maxTokens) throw new UsageError(`maxSeq (${full.maxSeq}) is smaller than maxTokens (${full.maxTokens})`);
+    const up = (name: string, shape: number[], dtype = full.weightDtype) => uploadWeight(ctx, source, name, shape, dtype);
+    const H = config.hiddenSize;
+    const embed = await up("model.embed_tokens.weight", [config.vocabSize, H]);
+    const norm = await up("model.norm.weight", [H], "f32");
+    const head = !source.has("lm_head.weight") && config.tieWordEmbeddings ? embed : await up("lm_head.weight", [config.vocabSize, H]);
+    const invFreq = GpuTensor.fromHost(ctx.gpu, ropeInvFreq(config), [config.headDim / 2], "f32", "rope.inv_freq");
+    const blocks: (BlockWeights | null)[] = [];
+    for (let l = 0; l < config.numLayers; l++) blocks.push(full.streaming ? null : await loadBlock(ctx, config, source, l, full.weightDtype));
+    return new LlamaModel(ctx, config, full, source, embed, norm, head, invFreq, blocks);
+  }
+
+  /** Current KV cache position (tokens already seen in this sequence). */
+  get position(): number {
+    return this.#pos;
+  }
+
+  /** Starts a new sequence. */
+  reset(): void {
+    this.#pos = 0;
+  }
+
+  /** Weights of block `l` when resident (null in streaming mode). */
+  block(l: number): BlockWeights | null {
+    return this.#blocks[l];
+  }
+
+  /**
+   * Runs `ids` (T <= maxTokens) at the current position and advances it. Returns logits (T, V) f32,
+   * a view of the run state valid until the next forward.
+   */
+  async forward(ids: ArrayLike<number>): Promise<GpuTensor> {
+    this.#check();
+    const c = this.config;
+    const T = ids.length;
+    if (T < 1 || T > this.opts.maxTokens) throw new UsageError(`forward of ${T} tokens; this model was opened for 1..${this.opts.maxTokens}`);
+    if (this.#pos + T > this.opts.maxSeq) throw new UsageError(`sequence of ${this.#pos + T} tokens exceeds the KV cache (${this.opts.maxSeq})`, "reset() between sequences or open the model with a larger maxSeq");
+    const idArr = new Uint32Array(T);
+    for (let t = 0; t < T; t++) {
+      const v = ids[t];
+      if (!Number.isInteger(v) || v < 0 || v >= c.vocabSize) throw new TensorError("ids", `token id ${v} at ${t} is outside the vocabulary (0..${c.vocabSize - 1})`);
+      idArr[t] = v;
+    }
+    const s = this.#state;
+    const ctx = this.ctx;
+    const pos0 = this.#pos;
+    s.ids.write(idArr);
+    const v = s.views(T);
+    let batch = new CommandBatch(ctx.gpu, "llama.embed");
+    await embedding(ctx, batch, v.ids, this.embed, v.x);
+    for (let l = 0; l < c.numLayers; l++) {
+      const streamed = this.#blocks[l] === null;
+      const w = this.#blocks[l] ?? (await loadBlock(ctx, c, this.source, l, this.opts.weightDtype));
+      await this.#block(batch, l, w, v, T, pos0);
+      if (streamed) {
+        batch.submit();
+        destroyBlock(w); // WebGPU keeps the buffers alive for the submitted work
+        batch = new CommandBatch(ctx.gpu, `llama.block${l + 1}`);
+      }
+    }
+    await rmsnorm(ctx, batch, v.x, this.norm, v.xn, c.rmsNormEps);
+    await matmul(ctx, batch, v.xn, this.head, v.logits);
+    batch.submit();
+    this.#pos += T;
+    return v.logits;
+  }
+
+  async #block(batch: CommandBatch, l: number, w: BlockWeights, v: Views, T: number, pos0: number): Promise<void> {
+    const c = this.config;
+    const ctx = this.ctx;
+    const hook = this.opts.onLinearInput;
+    const kvw = c.numKvHeads * c.headDim;
+    await rmsnorm(ctx, batch, v.x, w.inputNorm, v.xn, c.rmsNormEps);
+    if (hook) await hook({ layer: l, roles: ["q_proj", "k_proj", "v_proj"], input: v.xn, batch });
+    await linear(ctx, batch, v.xn, w.lin.q_proj, v.q);
+    await linear(ctx, batch, v.xn, w.lin.k_proj, v.k);
+    await linear(ctx, batch, v.xn, w.lin.v_proj, v.v);
+    await rope(ctx, batch, v.q, this.invFreq, T, c.numHeads, pos0);
+    await rope(ctx, batch, v.k, this.invFreq, T, c.numKvHeads, pos0);
+    const kc = this.#state.kCache[l];
+    const vc = this.#state.vCache[l];
+    batch.copy(v.k, kc.view(`${kc.label}.new`, [T, kvw], pos0 * kvw * 4));
+    batch.copy(v.v, vc.view(`${vc.label}.new`, [T, kvw], pos0 * kvw * 4));
+    await attention(ctx, batch, v.q, kc, vc, v.att, { T, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0 });
+    if (hook) await hook({ layer: l, roles: ["o_proj"], input: v.att, batch });
+    await linear(ctx, batch, v.att, w.lin.o_proj, v.o);
+    await addInPlace(ctx, batch, v.x, v.o);
+    await rmsnorm(ctx, batch, v.x, w.postNorm, v.xn, c.rmsNormEps);
+    if (hook) await hook({ layer: l, roles: ["gate_proj", "up_proj"], input: v.xn, batch });
+    await linear(ctx, batch, v.xn, w.lin.gate_proj, v.g);
+    await linear(ctx, batch, v.xn, w.lin.up_proj, v.u);
+    await siluMul(ctx, batch, v.g, v.u, v.h);
+    if (hook) await hook({ layer: l, roles: ["down_proj"], input: v.h, batch });
+    await linear(ctx, batch, v.h, w.lin.down_proj, v.o);
+    await addInPlace(ctx, batch, v.x, v.o);
+  }
+
+  /** Releases every GPU buffer of the model (idempotent). */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const b of this.#blocks) if (b) destroyBlock(b);
+    this.embed.destroy();
+    this.norm.destroy();
+    this.head.destroy();
+    this.invFreq.destroy();
+    this.#state.destroy();
+  }
+
+  #check(): void {
+    if (this.#destroyed) throw new UsageError("the model was destroyed");
+  }
+}
+
+/** y = x · Wᵀ (+ b). */
+export async function linear(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, lin: Linear, y: GpuTensor): Promise<void> {
+  await matmul(ctx, batch, x, lin.w, y);
+  if (lin.b) await addBias(ctx, batch, y, lin.b);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Views {
+  ids: GpuTensor; x: GpuTensor; xn: GpuTensor; q: GpuTensor; k: GpuTensor; v: GpuTensor;
+  att: GpuTensor; o: GpuTensor; g: GpuTensor; u: GpuTensor; h: GpuTensor; logits: GpuTensor;
+}
+
+/** Activations for up to maxT tokens and the KV cache; allocated once, reused every call. */
+class RunState {
+  readonly ids: GpuTensor;
+  readonly bufs: Record<Exclude<keyof Views, "ids">, GpuTensor>;
+  readonly kCache: GpuTensor[] = [];
+  readonly vCache: GpuTensor[] = [];
+  readonly widths: Record<Exclude<keyof Views, "ids">, number>;
+
+  constructor(ctx: GpuContext, c: LlamaConfig, readonly maxT: number, maxSeq: number) {
+    const g = ctx.gpu;
+    const H = c.hiddenSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim, I = c.intermediateSize;
+    this.widths = { x: H, xn: H, q: qw, k: kvw, v: kvw, att: qw, o: H, g: I, u: I, h: I, logits: c.vocabSize };
+    this.ids = GpuTensor.empty(g, [maxT], "u32", "state.ids");
+    const bufs = {} as Record<Exclude<keyof Views, "ids">, GpuTensor>;
+    for (const [k, w] of Object.entries(this.widths)) bufs[k as keyof typeof bufs] = GpuTensor.empty(g, [maxT, w], "f32", `state.${k}`);
+    this.bufs = bufs;
+    for (let l = 0; l < c.numLayers; l++) {
+      this.kCache.push(GpuTensor.empty(g, [maxSeq, kvw], "f32", `cache.k${l}`));
+      this.vCache.push(GpuTensor.empty(g, [maxSeq, kvw], "f32", `cache.v${l}`));
+    }
+  }
+
+  views(T: number): Views {
+    const out = { ids: this.ids.view("ids", [T], 0) } as Views;
+    for (const [k, t] of Object.entries(this.bufs)) {
+      const w = this.widths[k as keyof typeof this.widths];
+      (out as unknown as Record<string, GpuTensor>)[k] = t.view(t.label, [T, w], 0);
+    }
+    return out;
+  }
+
+  destroy(): void {
+    this.ids.destroy();
+    for (const t of Object.values(this.bufs)) t.destroy();
+    for (const t of [...this.kCache, ...this.vCache]) t.destroy();
+  }
+}
+
+async function uploadWeight(ctx: GpuContext, src: WeightSource, name: string, shape: number[], dtype: "f32" | "f16"): Promise<GpuTensor> {
+  const data = await src.readF32(name);
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (data.length !== n) throw new TensorError(name, `has ${data.length} elements, the config implies [${shape}]`);
+  return dtype === "f16"
+    ? GpuTensor.fromHost(ctx.gpu, f32ArrayToF16(data), shape, "f16", name)
+    : GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
+}
+
+async function loadBlock(ctx: GpuContext, c: LlamaConfig, src: WeightSource, l: number, dtype: "f32" | "f16"): Promise<BlockWeights> {
+  const p = `model.layers.${l}.`;
+  const H = c.hiddenSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim, I = c.intermediateSize;
+  const shapes: Record<LinearRole, [number, number]> = {
+    q_proj: [qw, H], k_proj: [kvw, H], v_proj: [kvw, H], o_proj: [H, qw], gate_proj: [I, H], up_proj: [I, H], down_proj: [H, I],
+  };
+  const lin = {} as Record<LinearRole, Linear>;
+  for (const r of LINEARS) {
+    const part = r.endsWith("proj") && ["q_proj", "k_proj", "v_proj", "o_proj"].includes(r) ? "self_attn" : "mlp";
+    const name = `${p}${part}.${r}`;
+    const w = await uploadWeight(ctx, src, `${name}.weight`, shapes[r], dtype);
+    const b = src.has(`${name}.bias`) ? await uploadWeight(ctx, src, `${name}.bias`, [shapes[r][0]], "f32") : null;
+    lin[r] = { name, w, b };
+  }
+  return {
+    inputNorm: await uploadWeight(ctx, src, `${p}input_layernorm.weight`, [H], "f32"),
+    postNorm: await uploadWeight(ctx, src, `${p}post_attention_layernorm.weight`, [H], "f32"),
+    lin,
+  };
+}
+
+function destroyBlock(b: BlockWeights): void {
+  b.inputNorm.destroy();
+  b.postNorm.destroy();
+  for (const l of Object.values(b.lin)) {
+    l.w.destroy();
+    l.b?.destroy();
+  }
+}

@@ -1,0 +1,29 @@
+// nn/elementwise.ts — residual add, SwiGLU and bias add (shaders/nn/elementwise.wgsl).
+
+import { TensorError } from "../errors.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import type { CommandBatch } from "../gpu/encoder.ts";
+import type { GpuTensor } from "../gpu/tensor.ts";
+
+const FILE = "nn/elementwise.wgsl";
+
+/** x += y (same element count). */
+export async function addInPlace(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, y: GpuTensor): Promise<void> {
+  if (x.numel !== y.numel) throw new TensorError(y.label, `add: ${y.numel} elements vs ${x.label}'s ${x.numel}`);
+  const k = await ctx.kernels.get(FILE, "add_inplace", { WG_SIZE: 256 });
+  batch.dispatch(k, { x, y }, { n: x.numel, cols: 1 }, k.grid1d(Math.ceil(x.numel / 256)));
+}
+
+/** out = silu(gate) * up. */
+export async function siluMul(ctx: GpuContext, batch: CommandBatch, gate: GpuTensor, up: GpuTensor, out: GpuTensor): Promise<void> {
+  if (gate.numel !== up.numel || out.numel !== up.numel) throw new TensorError(out.label, "silu_mul: gate, up and out differ in size");
+  const k = await ctx.kernels.get(FILE, "silu_mul", { WG_SIZE: 256 });
+  batch.dispatch(k, { x: out, y: gate, u: up }, { n: out.numel, cols: 1 }, k.grid1d(Math.ceil(out.numel / 256)));
+}
+
+/** x (T, N) += b (N). */
+export async function addBias(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, b: GpuTensor): Promise<void> {
+  if (x.numel % b.numel) throw new TensorError(b.label, `bias of ${b.numel} does not divide ${x.label} (${x.numel})`);
+  const k = await ctx.kernels.get(FILE, "add_bias", { WG_SIZE: 256 });
+  batch.dispatch(k, { x, y: b }, { n: x.numel, cols: b.numel }, k.grid1d(Math.ceil(x.numel / 256)));
+}

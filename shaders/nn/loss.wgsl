@@ -2,22 +2,24 @@
 //
 // Row t < T - 1 predicts ids[t + 1]. With lse(z) = max z + log(sum exp(z - max z)):
 //   nll   = lse(l) - l[ids[t+1]]
-//   kl    = sum_v p_ref(v) (log p_ref(v) - log p(v))       (entry with_ref; 0 in main)
-//   top1  = argmax l == ids[t+1] (main) | argmax l == argmax ref (with_ref)
+//   kl    = sum_v p_ref(v) (log p_ref(v) - log p(v))       (WITH_REF; else 0)
+//   top1  = argmax l == argmax ref (WITH_REF) | argmax l == ids[t+1] (else)
 // out[t] = (nll, kl, top1, 1); rows t >= T - 1 get (0, 0, 0, 0). The host sums rows on the GPU.
 //
-// Entry:     main, with_ref
+// Entry:     main
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64 (a power of two)
 // Grid:      (T, 1, 1) — one workgroup = one row; two strided passes over V with pairwise folds
 // Bindings (group 0):
 //   0 logits  storage read        array<f32>        [T, V] row-major
-//   1 ref     storage read        array<f32>        [T, V] reference logits (with_ref only)
+//   1 ref_logits storage read     array<f32>        [T, V] reference logits (WITH_REF; else bind logits)
 //   2 ids     storage read        array<u32>        [T] the window's tokens
 //   3 out     storage read_write  array<vec4<f32>>  [T] (nll, kl, top1, scored)
 //   4 params  uniform             Params { T, V }
+// Override:  WITH_REF: bool = false
 // Reference: src/ref/llama.ts lossRef
 
 override WG_SIZE: u32 = 64;
+override WITH_REF: bool = false;
 
 struct Params {
   T: u32,
@@ -25,7 +27,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
-@group(0) @binding(1) var<storage, read> ref: array<f32>;
+@group(0) @binding(1) var<storage, read> ref_logits: array<f32>;
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(4) var<uniform> params: Params;
@@ -42,7 +44,8 @@ fn better(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
   return a;
 }
 
-fn row_loss(t: u32, lid: u32, use_ref: bool) {
+fn row_loss(t: u32, lid: u32) {
+  let use_ref = WITH_REF;
   let V = params.V;
   let base = t * V;
   var bl = vec2<f32>(-3.0e38, 0.0);
@@ -50,7 +53,7 @@ fn row_loss(t: u32, lid: u32, use_ref: bool) {
   for (var v = lid; v < V; v += WG_SIZE) {
     bl = better(bl, vec2<f32>(logits[base + v], f32(v)));
     if (use_ref) {
-      br = better(br, vec2<f32>(ref[base + v], f32(v)));
+      br = better(br, vec2<f32>(ref_logits[base + v], f32(v)));
     }
   }
   red_max[lid] = vec4<f32>(bl, br);
@@ -69,7 +72,7 @@ fn row_loss(t: u32, lid: u32, use_ref: bool) {
     let l = logits[base + v];
     s.x += exp(l - mx.x);
     if (use_ref) {
-      let r = ref[base + v];
+      let r = ref_logits[base + v];
       let e = exp(r - mx.z);
       s.y += e;
       s.z += e * (r - l);
@@ -107,17 +110,5 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     return;
   }
-  row_loss(t, lid, false);
-}
-
-@compute @workgroup_size(WG_SIZE)
-fn with_ref(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x;
-  if (t + 1u >= params.T) {
-    if (lid == 0u && t < params.T) {
-      out[t] = vec4<f32>(0.0);
-    }
-    return;
-  }
-  row_loss(t, lid, true);
+  row_loss(t, lid);
 }

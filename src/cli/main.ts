@@ -5,6 +5,8 @@
 import { Command, CommanderError } from "commander";
 import { WgqError } from "../errors.ts";
 import { doctorCommand } from "./commands/doctor.ts";
+import { evalCommand } from "./commands/eval.ts";
+import { generateCommand } from "./commands/generate.ts";
 
 const program = new Command("wgq")
   .description("webgpu-quant: quantize Llama-family LLMs on the GPU through WebGPU")
@@ -13,6 +15,8 @@ const program = new Command("wgq")
   .exitOverride();
 
 program.addCommand(doctorCommand());
+program.addCommand(evalCommand());
+program.addCommand(generateCommand());
 
 try {
   await program.parseAsync(process.argv);

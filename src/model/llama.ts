@@ -134,6 +134,11 @@ export class LlamaModel {
     this.#pos = 0;
   }
 
+  /** The token ids of the last forward, (T) u32 on the GPU (valid until the next forward). */
+  ids(T: number): GpuTensor {
+    return this.#state.ids.view("ids", [T], 0);
+  }
+
   /** Weights of block `l` when resident (null in streaming mode). */
   block(l: number): BlockWeights | null {
     return this.#blocks[l];

@@ -20,8 +20,9 @@ export async function nextTokenLoss(
   if (ids.numel < T) throw new TensorError(ids.label, `loss: ${ids.numel} ids for ${T} rows`);
   if (rows.numel !== T * 4 || sums.numel !== 16) throw new TensorError(rows.label, `loss: rows must be [${T}, 4] and sums [4, 4]`);
   if (ref && (ref.shape[0] !== T || ref.shape[1] !== V)) throw new TensorError(ref.label, `loss: reference logits [${ref.shape}] vs logits [${logits.shape}]`);
-  const k = await ctx.kernels.get("nn/loss.wgsl", ref ? "with_ref" : "main", { WG_SIZE: 64 });
-  batch.dispatch(k, ref ? { logits, ref, ids, out: rows } : { logits, ids, out: rows }, { T, V }, [T, 1, 1]);
+  const k = await ctx.kernels.get("nn/loss.wgsl", "main", { WG_SIZE: 64, WITH_REF: !!ref });
+  // Without a reference the kernel never reads ref_logits; logits fill the slot (read-only twice is valid).
+  batch.dispatch(k, { logits, ref_logits: ref ?? logits, ids, out: rows }, { T, V }, [T, 1, 1]);
   await reduceStats(ctx, batch, rows.view(`${rows.label}.2d`, [T, 4], 0), "cols", sums);
 }
 

@@ -1,0 +1,93 @@
+// model/eval.ts — perplexity, KL divergence and top-1 agreement on the GPU.
+//
+// Protocol (fixed): each document is encoded as [BOS] + tokens; documents are concatenated into
+// one stream; the stream is cut into non-overlapping windows of ctx tokens (the last one may be
+// shorter); each window is evaluated from position 0; every token of a window after the first is
+// scored. PPL = exp(mean NLL); KL = mean over the same positions of KL(p_ref || p), in nats.
+// Per window only four scalars come back from the GPU.
+
+import type { GpuContext } from "../gpu/context.ts";
+import { CommandBatch } from "../gpu/encoder.ts";
+import { lossBuffers, nextTokenLoss, readLossTotals } from "../nn/loss.ts";
+import { UsageError } from "../errors.ts";
+import type { Encoder } from "../io/data.ts";
+import type { LlamaModel } from "./llama.ts";
+
+export interface EvalResult {
+  ppl: number;
+  /** Scored tokens. */
+  tokens: number;
+  windows: number;
+  meanNll: number;
+  /** Mean KL(p_ref || p) in nats; null without a reference model. */
+  kl: number | null;
+  /** Fraction of positions whose argmax equals the reference argmax (with ref) or the next token (without). */
+  top1: number;
+  seconds: number;
+  /** Tokens through the model(s) per second (window tokens / wall time). */
+  tokensPerSecond: number;
+}
+
+/** Documents -> one token stream, each document opened by BOS. */
+export function tokenStream(tok: Encoder, docs: readonly string[]): number[] {
+  const out: number[] = [];
+  for (const d of docs) for (const id of tok.encode(d, { bos: true })) out.push(id);
+  return out;
+}
+
+/** Stream -> non-overlapping windows of `ctx` tokens, the last one possibly shorter (>= 2 tokens). */
+export function windows(stream: readonly number[], ctx: number, maxWindows = Infinity): number[][] {
+  if (!Number.isInteger(ctx) || ctx < 2) throw new UsageError(`--ctx must be an integer >= 2 (got ${ctx})`);
+  const out: number[][] = [];
+  for (let i = 0; i < stream.length && out.length < maxWindows; i += ctx) {
+    const w = stream.slice(i, i + ctx);
+    if (w.length >= 2) out.push(w);
+  }
+  return out;
+}
+
+/** Evaluates `model` (and `ref`, both opened with maxTokens >= the window size) on the windows. */
+export async function evaluate(
+  ctx: GpuContext,
+  model: LlamaModel,
+  wins: readonly number[][],
+  opts: { ref?: LlamaModel; onWindow?: (done: number, total: number) => void } = {},
+): Promise<EvalResult> {
+  if (!wins.length) throw new UsageError("nothing to evaluate: no windows of at least 2 tokens");
+  const T = Math.max(...wins.map((w) => w.length));
+  const { rows, sums } = lossBuffers(ctx, T);
+  let nll = 0, kl = 0, top1 = 0, tokens = 0, seen = 0;
+  const t0 = performance.now();
+  try {
+    for (let i = 0; i < wins.length; i++) {
+      const w = wins[i];
+      let refLogits;
+      if (opts.ref) {
+        opts.ref.reset();
+        refLogits = await opts.ref.forward(w);
+      }
+      model.reset();
+      const logits = await model.forward(w);
+      const batch = new CommandBatch(ctx.gpu, "eval.loss");
+      const ids = model.ids(w.length);
+      await nextTokenLoss(ctx, batch, logits, ids, rows.view("loss.rows", [w.length, 4], 0), sums, refLogits);
+      batch.submit();
+      const r = await readLossTotals(sums);
+      nll += r.nll;
+      kl += r.kl;
+      top1 += r.top1;
+      tokens += r.tokens;
+      seen += w.length;
+      opts.onWindow?.(i + 1, wins.length);
+    }
+  } finally {
+    rows.destroy();
+    sums.destroy();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const meanNll = nll / tokens;
+  return {
+    ppl: Math.exp(meanNll), tokens, windows: wins.length, meanNll,
+    kl: opts.ref ? kl / tokens : null, top1: top1 / tokens, seconds, tokensPerSecond: seen / seconds,
+  };
+}

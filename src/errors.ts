@@ -122,3 +122,20 @@ export class InputError extends WgqError {
     super(`${file}${field ? ` [${field}]` : ""}: ${detail}`, { hint, exitCode: 2 });
   }
 }
+
+// --- model I/O (io/, model/) ---
+
+/** config.json / GGUF names a model type or architecture webgpu-quant cannot run. */
+export class UnsupportedModelError extends InputError {
+  constructor(file: string, field: string, value: string, readonly supported: readonly string[]) {
+    super(file, field, `unsupported ${field} '${value}'; supported: ${supported.join(", ")}`,
+      "convert the model to one of the supported Llama-family architectures, or open an issue naming the model");
+  }
+}
+
+/** An output path is unusable: it would overwrite an input, or its folder is missing/unwritable. */
+export class OutputError extends WgqError {
+  constructor(readonly file: string, detail: string, hint?: string) {
+    super(`${file}: ${detail}`, { hint, exitCode: 1 });
+  }
+}

@@ -1,0 +1,327 @@
+// model/config.ts — Hugging Face config.json -> a typed Llama-family config, and the map from
+// checkpoint tensor names to the project's roles ({layer, role, param}) with the shape each must have.
+// Covers Llama 2/3 (incl. rope_scaling "llama3"), Mistral, Qwen2 (q/k/v biases), and the models that
+// ship as model_type "llama" (TinyLlama, SmolLM). The GGUF reader (io/gguf.ts) produces the same type.
+// Not here: tensor data (io/) and the forward pass (model/llama.ts).
+
+import * as path from "node:path";
+import { promises as fsp } from "node:fs";
+import { InputError, UnsupportedModelError } from "../errors.ts";
+
+// --- config ------------------------------------------------------------------------------------
+
+export const SUPPORTED_MODEL_TYPES = ["llama", "mistral", "qwen2"] as const;
+export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
+export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"] as const;
+export const SUPPORTED_ROPE_SCALING = ["default (none)", "linear", "llama3"] as const;
+
+export type RopeScaling =
+  | { readonly type: "linear"; readonly factor: number }
+  | {
+      readonly type: "llama3";
+      readonly factor: number;
+      readonly lowFreqFactor: number;
+      readonly highFreqFactor: number;
+      readonly originalMaxPositionEmbeddings: number;
+    };
+
+/** Everything the forward pass needs; dims in elements. D = hiddenSize, H/HKV heads, hd = headDim. */
+export interface LlamaConfig {
+  readonly modelType: ModelType;
+  readonly architecture: string;
+  /** D */
+  readonly hiddenSize: number;
+  /** FFN inner size (gate/up rows) */
+  readonly intermediateSize: number;
+  /** L */
+  readonly numLayers: number;
+  /** H */
+  readonly numHeads: number;
+  /** HKV (= H without GQA); H % HKV == 0 */
+  readonly numKvHeads: number;
+  /** hd; q rows = H*hd (may differ from D, e.g. when head_dim is given explicitly) */
+  readonly headDim: number;
+  readonly vocabSize: number;
+  readonly maxPositionEmbeddings: number;
+  readonly rmsNormEps: number;
+  readonly ropeTheta: number;
+  readonly ropeScaling: RopeScaling | null;
+  /** q/k/v projections carry a bias (Qwen2; Llama with attention_bias) */
+  readonly qkvBias: boolean;
+  /** o_proj carries a bias (Llama with attention_bias) */
+  readonly oBias: boolean;
+  /** gate/up/down carry biases (Llama with mlp_bias) */
+  readonly mlpBias: boolean;
+  /** lm_head shares model.embed_tokens.weight */
+  readonly tieWordEmbeddings: boolean;
+  readonly slidingWindow: number | null;
+  readonly bosTokenId: number | null;
+  readonly eosTokenIds: readonly number[];
+  /** dtype the checkpoint declares ("float32", "bfloat16", ...) or null */
+  readonly torchDtype: string | null;
+}
+
+/** Defaults that differ by family, as in transformers' config classes. */
+const DEFAULTS: Record<ModelType, { maxPos: number; eps: number; theta: number; tie: boolean }> = {
+  llama: { maxPos: 2048, eps: 1e-6, theta: 10000, tie: false },
+  mistral: { maxPos: 4096 * 32, eps: 1e-6, theta: 10000, tie: false },
+  qwen2: { maxPos: 32768, eps: 1e-6, theta: 10000, tie: false },
+};
+
+/** (parsed config.json, file name for errors) -> validated LlamaConfig. */
+export function parseConfig(json: Record<string, unknown>, file: string): LlamaConfig {
+  const mt = json.model_type;
+  if (typeof mt !== "string") throw new InputError(file, "model_type", "missing or not a string", "a Hugging Face config.json names its model_type");
+  if (!(SUPPORTED_MODEL_TYPES as readonly string[]).includes(mt)) {
+    throw new UnsupportedModelError(file, "model_type", mt, SUPPORTED_MODEL_TYPES);
+  }
+  const modelType = mt as ModelType;
+  const archs = json.architectures;
+  let architecture: string = SUPPORTED_ARCHITECTURES[SUPPORTED_MODEL_TYPES.indexOf(modelType)];
+  if (archs !== undefined) {
+    if (!Array.isArray(archs) || archs.length === 0 || typeof archs[0] !== "string") {
+      throw new InputError(file, "architectures", "must be a non-empty list of class names");
+    }
+    if (!(SUPPORTED_ARCHITECTURES as readonly string[]).includes(archs[0])) {
+      throw new UnsupportedModelError(file, "architectures", archs[0], SUPPORTED_ARCHITECTURES);
+    }
+    architecture = archs[0];
+  }
+  const d = DEFAULTS[modelType];
+  const int = (key: string, dflt?: number): number => {
+    const v = json[key] ?? dflt;
+    if (v === undefined || v === null) throw new InputError(file, key, "required field is missing", "config.json must come from the same model as the weights");
+    if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) throw new InputError(file, key, `must be a positive integer, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const num = (key: string, dflt: number): number => {
+    const v = json[key] ?? dflt;
+    if (typeof v !== "number" || !Number.isFinite(v) || v <= 0) throw new InputError(file, key, `must be a positive number, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const bool = (key: string, dflt: boolean): boolean => {
+    const v = json[key] ?? dflt;
+    if (typeof v !== "boolean") throw new InputError(file, key, `must be true or false, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const hiddenSize = int("hidden_size");
+  const intermediateSize = int("intermediate_size");
+  const numLayers = int("num_hidden_layers");
+  const numHeads = int("num_attention_heads");
+  const vocabSize = int("vocab_size");
+  const numKvHeads = int("num_key_value_heads", numHeads);
+  if (numHeads % numKvHeads !== 0) {
+    throw new InputError(file, "num_key_value_heads", `${numKvHeads} does not divide num_attention_heads ${numHeads}`);
+  }
+  if (json.head_dim === undefined || json.head_dim === null) {
+    if (hiddenSize % numHeads !== 0) {
+      throw new InputError(file, "head_dim", `missing, and hidden_size ${hiddenSize} is not a multiple of num_attention_heads ${numHeads}`);
+    }
+  }
+  const headDim = int("head_dim", hiddenSize / numHeads);
+  if (headDim % 2 !== 0) throw new InputError(file, "head_dim", `${headDim} is odd; rotary embeddings rotate pairs`);
+  const act = json.hidden_act ?? "silu";
+  if (act !== "silu" && act !== "swish") throw new UnsupportedModelError(file, "hidden_act", String(act), ["silu"]);
+  const attentionBias = bool("attention_bias", false);
+  const qkvBias = modelType === "qwen2" ? true : attentionBias;
+  const slidingWindow = parseSlidingWindow(json, modelType, file);
+  return {
+    modelType,
+    architecture,
+    hiddenSize,
+    intermediateSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    headDim,
+    vocabSize,
+    maxPositionEmbeddings: int("max_position_embeddings", d.maxPos),
+    rmsNormEps: num("rms_norm_eps", d.eps),
+    ropeTheta: num("rope_theta", d.theta),
+    ropeScaling: parseRopeScaling(json.rope_scaling, file),
+    qkvBias,
+    oBias: modelType === "llama" && attentionBias,
+    mlpBias: modelType === "llama" && bool("mlp_bias", false),
+    tieWordEmbeddings: bool("tie_word_embeddings", d.tie),
+    slidingWindow,
+    bosTokenId: optionalId(json.bos_token_id, file, "bos_token_id"),
+    eosTokenIds: idList(json.eos_token_id, file, "eos_token_id"),
+    torchDtype: typeof json.torch_dtype === "string" ? json.torch_dtype : typeof json.dtype === "string" ? json.dtype : null,
+  };
+}
+
+function parseSlidingWindow(json: Record<string, unknown>, mt: ModelType, file: string): number | null {
+  if (mt === "qwen2" && json.use_sliding_window !== true) return null;
+  const v = json.sliding_window;
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) throw new InputError(file, "sliding_window", `must be a positive integer or null, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "object" || Array.isArray(v)) throw new InputError(file, "rope_scaling", "must be an object or null");
+  const o = v as Record<string, unknown>;
+  const type = o.rope_type ?? o.type;
+  if (type === "default") return null;
+  const pos = (k: string): number => {
+    const x = o[k];
+    if (typeof x !== "number" || !Number.isFinite(x) || x <= 0) throw new InputError(file, `rope_scaling.${k}`, `must be a positive number, got ${JSON.stringify(x)}`);
+    return x;
+  };
+  if (type === "linear") return { type, factor: pos("factor") };
+  if (type === "llama3") {
+    return {
+      type,
+      factor: pos("factor"),
+      lowFreqFactor: pos("low_freq_factor"),
+      highFreqFactor: pos("high_freq_factor"),
+      originalMaxPositionEmbeddings: pos("original_max_position_embeddings"),
+    };
+  }
+  throw new UnsupportedModelError(file, "rope_scaling.rope_type", String(type), SUPPORTED_ROPE_SCALING);
+}
+
+function optionalId(v: unknown, file: string, key: string): number | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new InputError(file, key, `must be a token id, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function idList(v: unknown, file: string, key: string): number[] {
+  if (v === undefined || v === null) return [];
+  const list = Array.isArray(v) ? v : [v];
+  return list.map((x) => optionalId(x, file, key)!);
+}
+
+/** Model folder (or its config.json) -> LlamaConfig. */
+export async function loadConfig(p: string): Promise<LlamaConfig> {
+  let file = p;
+  try {
+    if ((await fsp.stat(p)).isDirectory()) file = path.join(p, "config.json");
+  } catch {
+    /* reported below */
+  }
+  let text: string;
+  try {
+    text = await fsp.readFile(file, "utf8");
+  } catch {
+    throw new InputError(file, undefined, "config.json not found", "pass a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)");
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InputError(file, undefined, "not a JSON object");
+  return parseConfig(json as Record<string, unknown>, file);
+}
+
+/** Parameters the config implies (embedding + layers + final norm + untied lm_head). */
+export function parameterCount(c: LlamaConfig): number {
+  const D = c.hiddenSize, I = c.intermediateSize, qRows = c.numHeads * c.headDim, kvRows = c.numKvHeads * c.headDim;
+  let layer = D * qRows * 2 + D * kvRows * 2 + 3 * D * I + 2 * D;
+  if (c.qkvBias) layer += qRows + 2 * kvRows;
+  if (c.oBias) layer += D;
+  if (c.mlpBias) layer += 2 * I + D;
+  return c.vocabSize * D * (c.tieWordEmbeddings ? 1 : 2) + c.numLayers * layer + D;
+}
+
+// --- tensor names -> roles ---------------------------------------------------------------------
+
+export const ATTN_ROLES = ["q_proj", "k_proj", "v_proj", "o_proj"] as const;
+export const MLP_ROLES = ["gate_proj", "up_proj", "down_proj"] as const;
+export const NORM_ROLES = ["input_layernorm", "post_attention_layernorm"] as const;
+/** The linears a quantizer touches, in forward order. */
+export const LINEAR_ROLES = [...ATTN_ROLES, ...MLP_ROLES] as const;
+export type LayerRole = (typeof ATTN_ROLES)[number] | (typeof MLP_ROLES)[number] | (typeof NORM_ROLES)[number];
+export type GlobalRole = "embed_tokens" | "norm" | "lm_head";
+
+/** A tensor's place in the model: per-layer roles carry the layer index, global ones layer null. */
+export type TensorRole =
+  | { readonly layer: number; readonly role: LayerRole; readonly param: "weight" | "bias" }
+  | { readonly layer: null; readonly role: GlobalRole; readonly param: "weight" };
+
+const LAYER_RE = /^model\.layers\.(\d+)\.(self_attn|mlp)\.(\w+)\.(weight|bias)$/;
+const NORM_RE = /^model\.layers\.(\d+)\.(input_layernorm|post_attention_layernorm)\.weight$/;
+
+/** Tensors some checkpoints carry that the model recomputes; skipped without complaint. */
+export const IGNORED_TENSOR_RE = /(^|\.)rotary_emb\.inv_freq$/;
+
+/** HF name -> role, or null for a name outside the Llama family's set. */
+export function tensorRole(name: string): TensorRole | null {
+  if (name === "model.embed_tokens.weight") return { layer: null, role: "embed_tokens", param: "weight" };
+  if (name === "model.norm.weight") return { layer: null, role: "norm", param: "weight" };
+  if (name === "lm_head.weight") return { layer: null, role: "lm_head", param: "weight" };
+  let m = LAYER_RE.exec(name);
+  if (m) {
+    const [, layer, block, role, param] = m;
+    const ok = block === "self_attn" ? (ATTN_ROLES as readonly string[]).includes(role) : (MLP_ROLES as readonly string[]).includes(role);
+    if (!ok) return null;
+    return { layer: Number(layer), role: role as LayerRole, param: param as "weight" | "bias" };
+  }
+  m = NORM_RE.exec(name);
+  if (m) return { layer: Number(m[1]), role: m[2] as LayerRole, param: "weight" };
+  return null;
+}
+
+/** Role -> HF name (inverse of tensorRole). */
+export function tensorName(r: TensorRole): string {
+  if (r.layer === null) return r.role === "embed_tokens" ? "model.embed_tokens.weight" : r.role === "norm" ? "model.norm.weight" : "lm_head.weight";
+  const block = (ATTN_ROLES as readonly string[]).includes(r.role) ? "self_attn." : (MLP_ROLES as readonly string[]).includes(r.role) ? "mlp." : "";
+  return `model.layers.${r.layer}.${block}${r.role}.${r.param}`;
+}
+
+export interface ExpectedTensor {
+  readonly name: string;
+  readonly role: TensorRole;
+  /** Row-major, HF orientation: linears are [out, in]. */
+  readonly shape: readonly number[];
+  /** lm_head of a tied model: may be absent (and is then embed_tokens). */
+  readonly optional: boolean;
+}
+
+/** Config -> every tensor the checkpoint must hold, with shapes, in forward order. */
+export function expectedTensors(c: LlamaConfig): ExpectedTensor[] {
+  const D = c.hiddenSize, I = c.intermediateSize, q = c.numHeads * c.headDim, kv = c.numKvHeads * c.headDim;
+  const out: ExpectedTensor[] = [];
+  const add = (role: TensorRole, shape: number[], optional = false) => out.push({ name: tensorName(role), role, shape, optional });
+  add({ layer: null, role: "embed_tokens", param: "weight" }, [c.vocabSize, D]);
+  const linShape: Record<(typeof LINEAR_ROLES)[number], number[]> = {
+    q_proj: [q, D], k_proj: [kv, D], v_proj: [kv, D], o_proj: [D, q], gate_proj: [I, D], up_proj: [I, D], down_proj: [D, I],
+  };
+  for (let l = 0; l < c.numLayers; l++) {
+    add({ layer: l, role: "input_layernorm", param: "weight" }, [D]);
+    for (const r of LINEAR_ROLES) {
+      add({ layer: l, role: r, param: "weight" }, linShape[r]);
+      const bias = r === "o_proj" ? c.oBias : (ATTN_ROLES as readonly string[]).includes(r) ? c.qkvBias : c.mlpBias;
+      if (bias) add({ layer: l, role: r, param: "bias" }, [linShape[r][0]]);
+      if (r === "o_proj") add({ layer: l, role: "post_attention_layernorm", param: "weight" }, [D]);
+    }
+  }
+  add({ layer: null, role: "norm", param: "weight" }, [D]);
+  add({ layer: null, role: "lm_head", param: "weight" }, [c.vocabSize, D], c.tieWordEmbeddings);
+  return out;
+}
+
+/**
+ * (config, tensors present {name, shape}, file for errors) -> the names that are not part of the model.
+ * A missing tensor or a wrong shape is an InputError naming the tensor.
+ */
+export function checkTensors(c: LlamaConfig, present: readonly { name: string; shape: readonly number[] }[], file: string): string[] {
+  const have = new Map(present.map((t) => [t.name, t.shape]));
+  for (const e of expectedTensors(c)) {
+    const shape = have.get(e.name);
+    if (!shape) {
+      if (e.optional) continue;
+      throw new InputError(file, e.name, "tensor is missing from the checkpoint", "config.json and the weights must come from the same model");
+    }
+    if (shape.length !== e.shape.length || shape.some((d, i) => d !== e.shape[i])) {
+      throw new InputError(file, e.name, `shape ${JSON.stringify(shape)} != ${JSON.stringify(e.shape)} implied by config.json`,
+        "config.json and the weights must come from the same model");
+    }
+  }
+  const known = new Set(expectedTensors(c).map((e) => e.name));
+  return present.map((t) => t.name).filter((n) => !known.has(n) && !IGNORED_TENSOR_RE.test(n));
+}

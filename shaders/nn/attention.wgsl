@@ -4,6 +4,8 @@
 // h / (Hq / Hkv): out = softmax(q · k_j * scale) · v_j, accumulated with a running max and sum.
 // Prefill (T tokens) and decode (T = 1) are the same kernel; the host writes the new k, v rows
 // into the cache before the dispatch.
+// Packed sequences (seq > 0, pos0 = 0): the T rows are T / seq independent sequences of seq
+// tokens; query t attends rows floor(t / seq) * seq ..= t only.
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64
@@ -14,7 +16,7 @@
 //   1 kc      storage read        array<f32>  [S, Hkv, D] key cache, positions 0 .. pos0+T-1 filled
 //   2 vc      storage read        array<f32>  [S, Hkv, D] value cache
 //   3 out     storage read_write  array<f32>  [T, Hq, D] row-major
-//   4 params  uniform             Params { T, Hq, Hkv, D (<= 128), pos0, scale (1/sqrt(D)) }
+//   4 params  uniform             Params { T, Hq, Hkv, D (<= 128), pos0, scale (1/sqrt(D)), seq (0 = one sequence) }
 // Reference: src/ref/llama.ts attentionRef
 
 override WG_SIZE: u32 = 64;
@@ -27,6 +29,7 @@ struct Params {
   D: u32,
   pos0: u32,
   scale: f32,
+  seq: u32,
 }
 
 @group(0) @binding(0) var<storage, read> q: array<f32>;
@@ -56,8 +59,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var m = -3.0e38;
   var l = 0.0;
   let last = params.pos0 + t;
+  var first = 0u;
+  if (params.seq > 0u) {
+    first = (t / params.seq) * params.seq;
+  }
   let stride = params.Hkv * D;
-  for (var j = 0u; j <= last; j++) {
+  for (var j = first; j <= last; j++) {
     let kb = j * stride + kvh * D;
     var s = 0.0;
     for (var d = 0u; d < D; d++) {

@@ -5,6 +5,7 @@
 //   kl    = sum_v p_ref(v) (log p_ref(v) - log p(v))       (WITH_REF; else 0)
 //   top1  = argmax l == argmax ref (WITH_REF) | argmax l == ids[t+1] (else)
 // out[t] = (nll, kl, top1, 1); rows t >= T - 1 get (0, 0, 0, 0). The host sums rows on the GPU.
+// Packed sequences (seq > 0): the last row of every sequence of seq rows is not scored either.
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64 (a power of two)
@@ -14,7 +15,7 @@
 //   1 ref_logits storage read     array<f32>        [T, V] reference logits (WITH_REF; else bind logits)
 //   2 ids     storage read        array<u32>        [T] the window's tokens
 //   3 out     storage read_write  array<vec4<f32>>  [T] (nll, kl, top1, scored)
-//   4 params  uniform             Params { T, V }
+//   4 params  uniform             Params { T, V, seq (0 = one sequence) }
 // Override:  WITH_REF: bool = false
 // Reference: src/ref/llama.ts lossRef
 
@@ -24,6 +25,7 @@ override WITH_REF: bool = false;
 struct Params {
   T: u32,
   V: u32,
+  seq: u32,
 }
 
 @group(0) @binding(0) var<storage, read> logits: array<f32>;
@@ -104,7 +106,8 @@ fn row_loss(t: u32, lid: u32) {
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let t = wid.x;
-  if (t + 1u >= params.T) {
+  let seq_end = params.seq > 0u && (t % params.seq) == params.seq - 1u;
+  if (t + 1u >= params.T || seq_end) {
     if (lid == 0u && t < params.T) {
       out[t] = vec4<f32>(0.0);
     }

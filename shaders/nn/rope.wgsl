@@ -1,6 +1,7 @@
 // rope.wgsl — rotary position embedding, in place, as Hugging Face applies it (rotate_half)
 //
-// For token t at position p = pos0 + t, head h and i < D/2, with a = p * inv_freq[i]:
+// For token t at position p = pos0 + t (pos0 + t % seq for packed sequences, seq > 0), head h and
+// i < D/2, with a = p * inv_freq[i]:
 //   x[i]       <- x[i] * cos(a) - x[i + D/2] * sin(a)
 //   x[i + D/2] <- x[i + D/2] * cos(a) + x[i] * sin(a)
 // inv_freq (theta^(-2i/D), with llama3 scaling already applied) comes from the host.
@@ -11,7 +12,7 @@
 // Bindings (group 0):
 //   0 x         storage read_write  array<f32>  [T, nh, D] row-major (q or k after projection)
 //   1 inv_freq  storage read        array<f32>  [D / 2] radians per position
-//   2 params    uniform             Params { T, nh (heads), D (head_dim, even), pos0 }
+//   2 params    uniform             Params { T, nh (heads), D (head_dim, even), pos0, seq (0 = one sequence) }
 // Reference: src/ref/llama.ts ropeRef
 
 override WG_SIZE: u32 = 64;
@@ -21,6 +22,7 @@ struct Params {
   nh: u32,
   D: u32,
   pos0: u32,
+  seq: u32,
 }
 
 @group(0) @binding(0) var<storage, read_write> x: array<f32>;
@@ -36,7 +38,11 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   }
   let h = gid.x / half;
   let i = gid.x % half;
-  let a = f32(params.pos0 + t) * inv_freq[i];
+  var p = params.pos0 + t;
+  if (params.seq > 0u) {
+    p = params.pos0 + t % params.seq;
+  }
+  let a = f32(p) * inv_freq[i];
   let c = cos(a);
   let s = sin(a);
   let base = (t * params.nh + h) * params.D;

@@ -46,39 +46,49 @@ export function windows(stream: readonly number[], ctx: number, maxWindows = Inf
   return out;
 }
 
-/** Evaluates `model` (and `ref`, both opened with maxTokens >= the window size) on the windows. */
+/**
+ * Evaluates `model` (and `ref`) on the windows. Full-length windows go through the model
+ * `perForward` at a time as packed sequences; both models must be opened with
+ * maxTokens >= perForward * window length.
+ */
 export async function evaluate(
   ctx: GpuContext,
   model: LlamaModel,
   wins: readonly number[][],
-  opts: { ref?: LlamaModel; onWindow?: (done: number, total: number) => void } = {},
+  opts: { ref?: LlamaModel; perForward?: number; onWindow?: (done: number, total: number) => void } = {},
 ): Promise<EvalResult> {
   if (!wins.length) throw new UsageError("nothing to evaluate: no windows of at least 2 tokens");
-  const T = Math.max(...wins.map((w) => w.length));
-  const { rows, sums } = lossBuffers(ctx, T);
+  const L = Math.max(...wins.map((w) => w.length));
+  const per = Math.max(1, opts.perForward ?? 1);
+  const { rows, sums } = lossBuffers(ctx, L * per);
   let nll = 0, kl = 0, top1 = 0, tokens = 0, seen = 0;
   const t0 = performance.now();
   try {
-    for (let i = 0; i < wins.length; i++) {
-      const w = wins[i];
+    for (let i = 0; i < wins.length; ) {
+      // Full windows in groups of `per`; a shorter window alone.
+      let n = 1;
+      while (n < per && i + n < wins.length && wins[i].length === L && wins[i + n].length === L) n++;
+      const group = wins.slice(i, i + n);
+      const ids = group.flat();
+      const seq = n > 1 ? L : 0;
       let refLogits;
       if (opts.ref) {
         opts.ref.reset();
-        refLogits = await opts.ref.forward(w);
+        refLogits = await opts.ref.forward(ids, { seq });
       }
       model.reset();
-      const logits = await model.forward(w);
+      const logits = await model.forward(ids, { seq });
       const batch = new CommandBatch(ctx.gpu, "eval.loss");
-      const ids = model.ids(w.length);
-      await nextTokenLoss(ctx, batch, logits, ids, rows.view("loss.rows", [w.length, 4], 0), sums, refLogits);
+      await nextTokenLoss(ctx, batch, logits, model.ids(ids.length), rows.view("loss.rows", [ids.length, 4], 0), sums, refLogits, seq);
       batch.submit();
       const r = await readLossTotals(sums);
       nll += r.nll;
       kl += r.kl;
       top1 += r.top1;
       tokens += r.tokens;
-      seen += w.length;
-      opts.onWindow?.(i + 1, wins.length);
+      seen += ids.length;
+      i += n;
+      opts.onWindow?.(i, wins.length);
     }
   } finally {
     rows.destroy();

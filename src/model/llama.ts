@@ -146,12 +146,16 @@ export class LlamaModel {
 
   /**
    * Runs `ids` (T <= maxTokens) at the current position and advances it. Returns logits (T, V) f32,
-   * a view of the run state valid until the next forward.
+   * a view of the run state valid until the next forward. With `seq`, ids are T / seq independent
+   * sequences of seq tokens, all from position 0 (batched evaluation/calibration); the position
+   * stays 0.
    */
-  async forward(ids: ArrayLike<number>): Promise<GpuTensor> {
+  async forward(ids: ArrayLike<number>, opts: { seq?: number } = {}): Promise<GpuTensor> {
     this.#check();
     const c = this.config;
     const T = ids.length;
+    const seq = opts.seq ?? 0;
+    if (seq && (T % seq || this.#pos !== 0)) throw new UsageError(`packed sequences: ${T} tokens is not a multiple of ${seq}, or the model is not at position 0 (reset() first)`);
     if (T < 1 || T > this.opts.maxTokens) throw new UsageError(`forward of ${T} tokens; this model was opened for 1..${this.opts.maxTokens}`);
     if (this.#pos + T > this.opts.maxSeq) throw new UsageError(`sequence of ${this.#pos + T} tokens exceeds the KV cache (${this.opts.maxSeq})`, "reset() between sequences or open the model with a larger maxSeq");
     const idArr = new Uint32Array(T);
@@ -170,7 +174,7 @@ export class LlamaModel {
     for (let l = 0; l < c.numLayers; l++) {
       const streamed = this.#blocks[l] === null;
       const w = this.#blocks[l] ?? (await loadBlock(ctx, c, this.source, l, this.opts.weightDtype));
-      await this.#block(batch, l, w, v, T, pos0);
+      await this.#block(batch, l, w, v, T, pos0, seq);
       if (streamed) {
         batch.submit();
         destroyBlock(w); // WebGPU keeps the buffers alive for the submitted work
@@ -180,11 +184,11 @@ export class LlamaModel {
     await rmsnorm(ctx, batch, v.x, this.norm, v.xn, c.rmsNormEps);
     await matmul(ctx, batch, v.xn, this.head, v.logits);
     batch.submit();
-    this.#pos += T;
+    this.#pos = seq ? 0 : this.#pos + T;
     return v.logits;
   }
 
-  async #block(batch: CommandBatch, l: number, w: BlockWeights, v: Views, T: number, pos0: number): Promise<void> {
+  async #block(batch: CommandBatch, l: number, w: BlockWeights, v: Views, T: number, pos0: number, seq: number): Promise<void> {
     const c = this.config;
     const ctx = this.ctx;
     const hook = this.opts.onLinearInput;
@@ -194,13 +198,13 @@ export class LlamaModel {
     await linear(ctx, batch, v.xn, w.lin.q_proj, v.q);
     await linear(ctx, batch, v.xn, w.lin.k_proj, v.k);
     await linear(ctx, batch, v.xn, w.lin.v_proj, v.v);
-    await rope(ctx, batch, v.q, this.invFreq, T, c.numHeads, pos0);
-    await rope(ctx, batch, v.k, this.invFreq, T, c.numKvHeads, pos0);
+    await rope(ctx, batch, v.q, this.invFreq, T, c.numHeads, pos0, seq);
+    await rope(ctx, batch, v.k, this.invFreq, T, c.numKvHeads, pos0, seq);
     const kc = this.#state.kCache[l];
     const vc = this.#state.vCache[l];
     batch.copy(v.k, kc.view(`${kc.label}.new`, [T, kvw], pos0 * kvw * 4));
     batch.copy(v.v, vc.view(`${vc.label}.new`, [T, kvw], pos0 * kvw * 4));
-    await attention(ctx, batch, v.q, kc, vc, v.att, { T, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0 });
+    await attention(ctx, batch, v.q, kc, vc, v.att, { T, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0, seq });
     if (hook) await hook({ layer: l, roles: ["o_proj"], input: v.att, batch });
     await linear(ctx, batch, v.att, w.lin.o_proj, v.o);
     await addInPlace(ctx, batch, v.x, v.o);

@@ -10,11 +10,11 @@ import { GpuTensor } from "../gpu/tensor.ts";
 /**
  * Records: rows (T, 4) = (nll, kl, top1, scored) for logits (T, V) and ids (T); then sums (4, 4)
  * = per-column (sum, sum|.|, max|.|, sum^2) of rows. sums[0] = total NLL, sums[4] = total KL,
- * sums[8] = top-1 hits, sums[12] = scored tokens.
+ * sums[8] = top-1 hits, sums[12] = scored tokens. seq > 0: rows are packed sequences of seq tokens.
  */
 export async function nextTokenLoss(
   ctx: GpuContext, batch: CommandBatch,
-  logits: GpuTensor, ids: GpuTensor, rows: GpuTensor, sums: GpuTensor, ref?: GpuTensor,
+  logits: GpuTensor, ids: GpuTensor, rows: GpuTensor, sums: GpuTensor, ref?: GpuTensor, seq = 0,
 ): Promise<void> {
   const [T, V] = logits.shape;
   if (ids.numel < T) throw new TensorError(ids.label, `loss: ${ids.numel} ids for ${T} rows`);
@@ -22,7 +22,7 @@ export async function nextTokenLoss(
   if (ref && (ref.shape[0] !== T || ref.shape[1] !== V)) throw new TensorError(ref.label, `loss: reference logits [${ref.shape}] vs logits [${logits.shape}]`);
   const k = await ctx.kernels.get("nn/loss.wgsl", "main", { WG_SIZE: 64, WITH_REF: !!ref });
   // Without a reference the kernel never reads ref_logits; logits fill the slot (read-only twice is valid).
-  batch.dispatch(k, { logits, ref_logits: ref ?? logits, ids, out: rows }, { T, V }, [T, 1, 1]);
+  batch.dispatch(k, { logits, ref_logits: ref ?? logits, ids, out: rows }, { T, V, seq }, [T, 1, 1]);
   await reduceStats(ctx, batch, rows.view(`${rows.label}.2d`, [T, 4], 0), "cols", sums);
 }
 

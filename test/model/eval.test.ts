@@ -45,9 +45,9 @@ describe("evaluate / generate on the GPU", async () => {
     const r = rng(8);
     const stream = Array.from({ length: 100 }, () => Math.floor(r() * 97));
     const wins = windows(stream, 24);
-    const m = await LlamaModel.fromSource(ctx, c, mapSource(w2), { maxTokens: 24 });
-    const ref = await LlamaModel.fromSource(ctx, c, mapSource(w), { maxTokens: 24 });
-    const got = await evaluate(ctx, m, wins, { ref });
+    const m = await LlamaModel.fromSource(ctx, c, mapSource(w2), { maxTokens: 72 });
+    const ref = await LlamaModel.fromSource(ctx, c, mapSource(w), { maxTokens: 72 });
+    const got = await evaluate(ctx, m, wins, { ref, perForward: 3 }); // 4 full windows + a short one: groups of 3, 1, 1
     let nll = 0, kl = 0, n = 0;
     for (const win of wins) {
       const a = new RefLlama(c, w2, 24).forward(win);

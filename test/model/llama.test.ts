@@ -109,3 +109,23 @@ describe("LlamaModel vs the CPU reference", async () => {
     m.destroy();
   });
 });
+
+describe("packed sequences", async () => {
+  const ctx = await gpuContext();
+  it("a forward of B packed windows equals B separate forwards", async () => {
+    const c = tinyConfig({});
+    const w = syntheticWeights(c, { seed: 12 });
+    const r = rng(5);
+    const L = 13;
+    const wins = [0, 1, 2].map(() => Array.from({ length: L }, () => Math.floor(r() * c.vocabSize)));
+    const m = await LlamaModel.fromSource(ctx, c, mapSource(w), { maxTokens: 3 * L });
+    const packed = (await (await m.forward(wins.flat(), { seq: L })).toHost()) as Float32Array;
+    expect(m.position).toBe(0);
+    for (let b = 0; b < 3; b++) {
+      m.reset();
+      const one = (await (await m.forward(wins[b])).toHost()) as Float32Array;
+      expect(maxAbsDiff(packed.subarray(b * L * c.vocabSize, (b + 1) * L * c.vocabSize), one)).toBeLessThan(1e-5);
+    }
+    m.destroy();
+  });
+});

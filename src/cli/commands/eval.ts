@@ -18,20 +18,22 @@ export function evalCommand(): Command {
     .option("--max-windows <n>", "evaluate only the first N windows", intOption("--max-windows", 1))
     .option("--ref <dir>", "reference model (same tokenizer) for KL divergence and top-1 agreement")
     .addOption(new Option("--weights <dtype>", "weight storage on the GPU").choices(["f32", "f16"]).default("f32"))
+    .option("--batch <n>", "windows per forward pass (packed sequences)", intOption("--batch", 1), 8)
     .option("--streaming", "upload one block at a time (bounded GPU memory)")
     .option("--json", "print exactly one JSON object on stdout")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq eval --model ../shared/models/stories260K --data ../shared/data/tinystories-valid-sample.txt\n  wgq eval --model out/int4 --ref models/fp --data valid.txt --ctx 512 --json")
-    .action(async (o: { model: string; data: string; ctx: number; maxWindows?: number; ref?: string; weights: "f32" | "f16"; streaming?: boolean; json?: boolean; quiet?: boolean }) => {
+    .action(async (o: { model: string; data: string; ctx: number; maxWindows?: number; ref?: string; weights: "f32" | "f16"; batch: number; streaming?: boolean; json?: boolean; quiet?: boolean }) => {
       const tok = await TextTokenizer.fromHF(o.model);
       const docs = (await readDocuments(o.data)).map((d) => d.text);
       const stream = tokenStream(tok, docs);
       const wins = windows(stream, o.ctx, o.maxWindows ?? Infinity);
       const ctx = await createContext();
-      const model = await LlamaModel.load(ctx, o.model, { maxTokens: o.ctx, weightDtype: o.weights, streaming: o.streaming });
-      const ref = o.ref ? await LlamaModel.load(ctx, o.ref, { maxTokens: o.ctx, streaming: o.streaming }) : undefined;
+      const per = Math.min(o.batch, wins.length);
+      const model = await LlamaModel.load(ctx, o.model, { maxTokens: o.ctx * per, weightDtype: o.weights, streaming: o.streaming });
+      const ref = o.ref ? await LlamaModel.load(ctx, o.ref, { maxTokens: o.ctx * per, streaming: o.streaming }) : undefined;
       const progress = progressLine(o.quiet || o.json ? null : "eval");
-      const r = await evaluate(ctx, model, wins, { ref, onWindow: (d, n) => progress?.(d, n) });
+      const r = await evaluate(ctx, model, wins, { ref, perForward: per, onWindow: (d, n) => progress?.(d, n) });
       const peak = ctx.gpu.stats.peakBytes;
       model.destroy();
       ref?.destroy();

@@ -7,6 +7,7 @@ import { WgqError } from "../errors.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { evalCommand } from "./commands/eval.ts";
 import { generateCommand } from "./commands/generate.ts";
+import { inspectCommand } from "./commands/inspect.ts";
 
 const program = new Command("wgq")
   .description("webgpu-quant: quantize Llama-family LLMs on the GPU through WebGPU")
@@ -17,6 +18,7 @@ const program = new Command("wgq")
 program.addCommand(doctorCommand());
 program.addCommand(evalCommand());
 program.addCommand(generateCommand());
+program.addCommand(inspectCommand());
 
 try {
   await program.parseAsync(process.argv);

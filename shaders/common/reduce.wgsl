@@ -17,16 +17,19 @@
 // Entry:     combine
 //   Workgroup: @workgroup_size(WG_SIZE)
 //   Grid:      ceil(nseg / WG_SIZE) workgroups, folded into (x, y) (host: Kernel.grid1d)
-//   Writes:    out[s] = fold over p < nparts of partials[p * nseg + s]
+//   Writes:    out[s] = fold over p < nparts of partials[p * nseg + s]; with ACCUMULATE the fold
+//              starts from out[s] (running statistics over many calls: sums add, max takes the max)
 // Bindings (group 0):
 //   0 x         storage read        array<f32>        [rows_in_window, C] row-major, one binding window
 //   1 partials  storage read_write  array<vec4<f32>>  [nparts, nseg] (sum, sum|x|, max|x|, sum x^2)
 //   2 out       storage read_write  array<vec4<f32>>  [nseg] same four statistics
 //   3 params    uniform             Params { rows (in window), cols, chunk (elements or rows),
 //                                            seg0, part0, nseg, nparts }
+// Override:  ACCUMULATE: bool = false (combine only)
 // Reference: src/ref/reduce.ts reduceRef
 
 override WG_SIZE: u32 = 256;
+override ACCUMULATE: bool = false;
 
 struct Params {
   rows: u32,
@@ -119,6 +122,10 @@ fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
     return;
   }
   var a = acc_new();
+  if (ACCUMULATE) {
+    let o = out[s];
+    acc_add(&a, vec3<f32>(o.x, o.y, o.w), o.z);
+  }
   for (var p = 0u; p < params.nparts; p++) {
     let v = partials[p * params.nseg + s];
     acc_add(&a, vec3<f32>(v.x, v.y, v.w), v.z);

@@ -4,6 +4,7 @@
 
 import { Command, CommanderError } from "commander";
 import { WgqError } from "../errors.ts";
+import { calibrateCommand } from "./commands/calibrate.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { evalCommand } from "./commands/eval.ts";
 import { generateCommand } from "./commands/generate.ts";
@@ -19,6 +20,7 @@ program.addCommand(doctorCommand());
 program.addCommand(evalCommand());
 program.addCommand(generateCommand());
 program.addCommand(inspectCommand());
+program.addCommand(calibrateCommand());
 
 try {
   await program.parseAsync(process.argv);

@@ -14,8 +14,11 @@ const ROW_CHUNK = 4096;
 /** Rows per invocation (cols mode). */
 const COL_CHUNK = 256;
 
-/** Records the two passes into `batch`; `out` must be f32 [S, 4]. */
-export async function reduceStats(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, axis: ReduceAxis, out: GpuTensor): Promise<void> {
+/**
+ * Records the two passes into `batch`; `out` must be f32 [S, 4]. With `accumulate`, the new
+ * statistics are folded into what `out` holds (sums add, max |x| takes the max).
+ */
+export async function reduceStats(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, axis: ReduceAxis, out: GpuTensor, accumulate = false): Promise<void> {
   if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `reduceStats needs f32 [R, C], got ${x.dtype} [${x.shape}]`);
   const [R, C] = x.shape;
   const S = axis === "rows" ? R : C;
@@ -51,7 +54,7 @@ export async function reduceStats(ctx: GpuContext, batch: CommandBatch, x: GpuTe
       );
     }
   }
-  const combine = await kernels.get("common/reduce.wgsl", "combine", { WG_SIZE: WG });
+  const combine = await kernels.get("common/reduce.wgsl", "combine", { WG_SIZE: WG, ACCUMULATE: accumulate });
   batch.dispatch(
     combine,
     { partials, out },

@@ -11,6 +11,7 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { InputError, UsageError } from "../errors.ts";
+import { rng } from "../ref/random.ts";
 
 export interface Document {
   /** File (and line for JSONL) it came from, for error messages. */
@@ -116,17 +117,8 @@ export function tokenizeDocuments(tok: Encoder, docs: readonly Document[]): numb
   return docs.map((d) => tok.encode(d.text, { bos: true, eos: false }));
 }
 
-/** mulberry32: seed -> uniform [0, 1) stream; small, fast, and the same on every platform. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0, 1) stream (mulberry32, the project's one PRNG). */
+export const seededRandom = rng;
 
 /**
  * Tokenized documents [k][len_i] -> calibration blocks (n, L). AutoAWQ's recipe: documents shuffled

@@ -43,3 +43,30 @@ describe("reduceStats", async () => {
     });
   }
 });
+
+describe("reduceStats accumulate", async () => {
+  const ctx = await gpuContext();
+  it("folds statistics of several calls into one running result (calibration)", async () => {
+    const C = 172;
+    const parts = [37, 256, 5].map((R, i) => ({ R, x: randomF32(R * C, 900 + i, -2, 3) }));
+    const out = GpuTensor.empty(ctx.gpu, [C, 4], "f32", "running");
+    for (const { R, x } of parts) {
+      const t = GpuTensor.fromHost(ctx.gpu, x, [R, C], "f32", "x");
+      const b = new CommandBatch(ctx.gpu);
+      await reduceStats(ctx, b, t, "cols", out, true);
+      b.submit();
+      t.destroy();
+    }
+    const all = new Float32Array(parts.reduce((a, p) => a + p.x.length, 0));
+    let o = 0;
+    for (const p of parts) { all.set(p.x, o); o += p.x.length; }
+    const ref = reduceRef(all, all.length / C, C, "cols");
+    const got = (await out.toHost()) as Float32Array;
+    for (let c = 0; c < C; c++) {
+      expect(Math.abs(got[c * 4 + 1] - ref[c * 4 + 1]) / ref[c * 4 + 1]).toBeLessThan(1e-6);
+      expect(got[c * 4 + 2]).toBe(Math.fround(ref[c * 4 + 2]));
+      expect(Math.abs(got[c * 4 + 3] - ref[c * 4 + 3]) / ref[c * 4 + 3]).toBeLessThan(1e-6);
+    }
+    out.destroy();
+  });
+});

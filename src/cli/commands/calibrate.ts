@@ -1,0 +1,69 @@
+// cli/commands/calibrate.ts — `wgq calibrate`: per-channel activation statistics of every linear
+// input over calibration text, computed on the GPU, saved as safetensors.
+
+import { Command } from "commander";
+import { createContext } from "../../gpu/context.ts";
+import { writeSafetensors, type HostTensor } from "../../io/safetensors.ts";
+import { TextTokenizer } from "../../io/tokenizer.ts";
+import { LlamaModel } from "../../model/llama.ts";
+import { CalibrationCollector, type ChannelStats } from "../../quant/calib.ts";
+import { calibrationBlocks } from "../../quant/calib_data.ts";
+import { intOption, progressLine } from "../util.ts";
+
+export function calibrateCommand(): Command {
+  return new Command("calibrate")
+    .description("collect per-channel activation statistics (mean |x|, max |x|, mean x^2) of every linear input")
+    .requiredOption("--model <dir>", "Hugging Face model folder")
+    .requiredOption("--calib <file>", "calibration text (blank-line separated documents, JSONL or a folder)")
+    .option("--samples <n>", "calibration blocks", intOption("--samples", 1), 128)
+    .option("--seq-len <n>", "tokens per block", intOption("--seq-len", 2), 512)
+    .option("--seed <n>", "seed of the block draw", intOption("--seed", 0), 42)
+    .option("--batch <n>", "blocks per forward pass", intOption("--batch", 1), 8)
+    .option("--out <file>", "write the statistics here (safetensors)")
+    .option("--show", "print per-layer summaries (outlier channels: max/mean ratio)")
+    .option("--quiet", "no progress output")
+    .addHelpText("after", "\nExamples:\n  wgq calibrate --model ../shared/models/stories260K --calib ../shared/data/tinystories-valid-sample.txt --samples 64 --seq-len 256 --show")
+    .action(async (o: { model: string; calib: string; samples: number; seqLen: number; seed: number; batch: number; out?: string; show?: boolean; quiet?: boolean }) => {
+      const tok = await TextTokenizer.fromHF(o.model);
+      const blocks = await calibrationBlocks(tok, o.calib, o.samples, o.seqLen, o.seed);
+      const ctx = await createContext();
+      const col = new CalibrationCollector(ctx);
+      const per = Math.min(o.batch, blocks.n);
+      const model = await LlamaModel.load(ctx, o.model, { maxTokens: per * o.seqLen, onLinearInput: col.hook });
+      const progress = progressLine(o.quiet ? null : "calibrate");
+      for (let i = 0; i < blocks.n; i += per) {
+        const n = Math.min(per, blocks.n - i);
+        model.reset();
+        await model.forward(blocks.tokens.subarray(i * o.seqLen, (i + n) * o.seqLen), { seq: o.seqLen });
+        progress?.(i + n, blocks.n);
+      }
+      const stats = await col.read();
+      col.destroy();
+      model.destroy();
+      ctx.gpu.destroy();
+      if (o.out) {
+        const tensors: HostTensor[] = stats.flatMap((s) =>
+          (["meanAbs", "maxAbs", "meanSq"] as const).map((k) => ({
+            name: `model.layers.${s.layer}.${s.group}.${k === "meanAbs" ? "mean_abs" : k === "maxAbs" ? "max_abs" : "mean_sq"}`,
+            dtype: "F32" as const, shape: [s[k].length], data: s[k],
+          })));
+        await writeSafetensors(o.out, tensors, {
+          metadata: { format: "webgpu-quant.calibration", model: o.model, data: o.calib, tokens: String(blocks.n * o.seqLen), samples: String(blocks.n), seq_len: String(o.seqLen), seed: String(o.seed) },
+        });
+        process.stderr.write(`wrote ${o.out}: ${tensors.length} tensors over ${blocks.n * o.seqLen} tokens\n`);
+      }
+      if (o.show || !o.out) process.stdout.write(formatStats(stats) + "\n");
+    });
+}
+
+function formatStats(stats: ChannelStats[]): string {
+  const lines = ["layer  input     channels  mean|x|   max|x|    outlier ratio (max mean|x| / mean)  top channels"];
+  for (const s of stats) {
+    const K = s.meanAbs.length;
+    const avg = s.meanAbs.reduce((a, b) => a + b, 0) / K;
+    const order = Array.from(s.meanAbs.keys()).sort((a, b) => s.meanAbs[b] - s.meanAbs[a]);
+    const mx = Math.max(...s.maxAbs);
+    lines.push(`${String(s.layer).padStart(5)}  ${s.group.padEnd(8)}  ${String(K).padStart(8)}  ${avg.toFixed(4).padStart(8)}  ${mx.toFixed(3).padStart(8)}  ${(s.meanAbs[order[0]] / avg).toFixed(1).padStart(8)}                            ${order.slice(0, 4).join(", ")}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,70 @@
+// quant/calib.ts — calibration statistics on the GPU: for every group of linears that share an
+// input (q/k/v, o, gate/up, down of each block), per input channel over all calibration tokens:
+// mean |x| (AWQ's activation statistic), max |x| and mean x^2 (llama.cpp's importance statistic).
+// Collected through LlamaModel's onLinearInput hook into running sums on the GPU; read back once.
+
+import { reduceStats } from "../common/reduce.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { GpuTensor } from "../gpu/tensor.ts";
+import type { LinearInputEvent, LinearRole } from "../model/llama.ts";
+
+/** The input groups of a block, named after the linears they feed. */
+export const INPUT_GROUPS = { qkv: ["q_proj", "k_proj", "v_proj"], o: ["o_proj"], gate_up: ["gate_proj", "up_proj"], down: ["down_proj"] } as const;
+export type InputGroup = keyof typeof INPUT_GROUPS;
+
+export function groupOf(roles: readonly LinearRole[]): InputGroup {
+  const r = roles[0];
+  return r === "o_proj" ? "o" : r === "down_proj" ? "down" : r === "gate_proj" || r === "up_proj" ? "gate_up" : "qkv";
+}
+
+export interface ChannelStats {
+  layer: number;
+  group: InputGroup;
+  tokens: number;
+  meanAbs: Float32Array;
+  maxAbs: Float32Array;
+  meanSq: Float32Array;
+}
+
+/** Accumulates statistics of every linear input it is hooked into; one [K, 4] running tensor per (layer, group). */
+export class CalibrationCollector {
+  readonly #acc = new Map<string, { layer: number; group: InputGroup; t: GpuTensor; tokens: number }>();
+
+  constructor(readonly ctx: GpuContext) {}
+
+  /** Pass as LlamaModel's onLinearInput. */
+  readonly hook = async (ev: LinearInputEvent): Promise<void> => {
+    const group = groupOf(ev.roles);
+    const key = `${ev.layer}.${group}`;
+    const [T, K] = ev.input.shape;
+    let a = this.#acc.get(key);
+    if (!a) {
+      a = { layer: ev.layer, group, t: GpuTensor.empty(this.ctx.gpu, [K, 4], "f32", `calib.${key}`), tokens: 0 };
+      this.#acc.set(key, a);
+    }
+    a.tokens += T;
+    await reduceStats(this.ctx, ev.batch, ev.input, "cols", a.t, true);
+  };
+
+  /** Reads every running tensor back (K x 4 floats each) as per-channel means. */
+  async read(): Promise<ChannelStats[]> {
+    const out: ChannelStats[] = [];
+    for (const a of this.#acc.values()) {
+      const s = (await a.t.toHost()) as Float32Array;
+      const K = s.length / 4;
+      const meanAbs = new Float32Array(K), maxAbs = new Float32Array(K), meanSq = new Float32Array(K);
+      for (let k = 0; k < K; k++) {
+        meanAbs[k] = s[k * 4 + 1] / a.tokens;
+        maxAbs[k] = s[k * 4 + 2];
+        meanSq[k] = s[k * 4 + 3] / a.tokens;
+      }
+      out.push({ layer: a.layer, group: a.group, tokens: a.tokens, meanAbs, maxAbs, meanSq });
+    }
+    return out.sort((x, y) => x.layer - y.layer || Object.keys(INPUT_GROUPS).indexOf(x.group) - Object.keys(INPUT_GROUPS).indexOf(y.group));
+  }
+
+  destroy(): void {
+    for (const a of this.#acc.values()) a.t.destroy();
+    this.#acc.clear();
+  }
+}

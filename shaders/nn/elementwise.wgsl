@@ -3,13 +3,17 @@
 // Entry:     add_inplace — x[i] += y[i]                          (residual add), i < n
 // Entry:     silu_mul    — x[i] = silu(y[i]) * u[i]              (SwiGLU: y = gate, u = up), i < n
 // Entry:     add_bias    — x[t, c] += y[c]                       (q/k/v biases), i = t * cols + c < n
+// Entry:     mul_cols    — x[t, c] *= y[c]                       (scale input channels), i = t * cols + c < n
+// Entry:     mul_rows    — x[r, c] *= y[r]                       (scale output rows), i = r * cols + c < n
+// Entry:     sub         — x[i] = y[i] - u[i]                    (errors against a reference), i < n
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 256
 // Grid:      ceil(n / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d); one invocation = one element
 // Bindings (group 0):
 //   0 x       storage read_write  array<f32>  [n] output (and input of add_inplace, add_bias)
-//   1 y       storage read        array<f32>  [n] (add_inplace, silu_mul) or [cols] (add_bias)
-//   2 u       storage read        array<f32>  [n] (silu_mul only)
-//   3 params  uniform             Params { n (elements), cols (add_bias row length; else ignored) }
+//   1 y       storage read        array<f32>  [n] (add_inplace, silu_mul, sub), [cols] (add_bias, mul_cols)
+//                                             or [n / cols] (mul_rows)
+//   2 u       storage read        array<f32>  [n] (silu_mul, sub)
+//   3 params  uniform             Params { n (elements), cols (row length for add_bias, mul_cols, mul_rows) }
 // Reference: src/ref/llama.ts (siluRef and plain loops)
 
 override WG_SIZE: u32 = 256;
@@ -53,5 +57,32 @@ fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
   let i = index(wid, nwg, lid);
   if (i < params.n) {
     x[i] += y[i % params.cols];
+  }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn mul_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let i = index(wid, nwg, lid);
+  if (i < params.n) {
+    x[i] *= y[i % params.cols];
+  }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn mul_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let i = index(wid, nwg, lid);
+  if (i < params.n) {
+    x[i] *= y[i / params.cols];
+  }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn sub(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+       @builtin(local_invocation_index) lid: u32) {
+  let i = index(wid, nwg, lid);
+  if (i < params.n) {
+    x[i] = y[i] - u[i];
   }
 }

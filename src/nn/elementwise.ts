@@ -27,3 +27,18 @@ export async function addBias(ctx: GpuContext, batch: CommandBatch, x: GpuTensor
   const k = await ctx.kernels.get(FILE, "add_bias", { WG_SIZE: 256 });
   batch.dispatch(k, { x, y: b }, { n: x.numel, cols: b.numel }, k.grid1d(Math.ceil(x.numel / 256)));
 }
+
+/** x (R, C) *= s (C) column-wise (mode "cols") or s (R) row-wise (mode "rows"). */
+export async function scale(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, s: GpuTensor, mode: "cols" | "rows"): Promise<void> {
+  const cols = mode === "cols" ? s.numel : x.numel / s.numel;
+  if (!Number.isInteger(cols) || x.numel % s.numel) throw new TensorError(s.label, `scale: ${s.numel} values do not divide ${x.label} (${x.numel})`);
+  const k = await ctx.kernels.get(FILE, mode === "cols" ? "mul_cols" : "mul_rows", { WG_SIZE: 256 });
+  batch.dispatch(k, { x, y: s }, { n: x.numel, cols }, k.grid1d(Math.ceil(x.numel / 256)));
+}
+
+/** out = a - b. */
+export async function sub(ctx: GpuContext, batch: CommandBatch, a: GpuTensor, b: GpuTensor, out: GpuTensor): Promise<void> {
+  if (a.numel !== b.numel || out.numel !== a.numel) throw new TensorError(out.label, "sub: a, b and out differ in size");
+  const k = await ctx.kernels.get(FILE, "sub", { WG_SIZE: 256 });
+  batch.dispatch(k, { x: out, y: a, u: b }, { n: out.numel, cols: 1 }, k.grid1d(Math.ceil(out.numel / 256)));
+}

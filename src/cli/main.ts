@@ -9,6 +9,7 @@ import { doctorCommand } from "./commands/doctor.ts";
 import { evalCommand } from "./commands/eval.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { inspectCommand } from "./commands/inspect.ts";
+import { quantizeCommand } from "./commands/quantize.ts";
 
 const program = new Command("wgq")
   .description("webgpu-quant: quantize Llama-family LLMs on the GPU through WebGPU")
@@ -21,6 +22,7 @@ program.addCommand(evalCommand());
 program.addCommand(generateCommand());
 program.addCommand(inspectCommand());
 program.addCommand(calibrateCommand());
+program.addCommand(quantizeCommand());
 
 try {
   await program.parseAsync(process.argv);

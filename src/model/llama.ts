@@ -22,16 +22,21 @@ import { matmul } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
 import { loadConfig, type LlamaConfig } from "./config.ts";
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { InputError } from "../errors.ts";
+import type { HostPackedWeight } from "../quant/formats.ts";
+import { qmatmul } from "../quant/matmul.ts";
+import { readPacked, readQuantizationConfig } from "../quant/model_format.ts";
+import { destroyPacked, uploadPacked, type GpuPackedWeight } from "../quant/rtn.ts";
 import { ropeInvFreq } from "./rope.ts";
 
 export type LinearRole = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
 
-/** A linear layer y = x · Wᵀ + b; W (N, K) f32 or f16. */
-export interface Linear {
-  readonly name: string;
-  readonly w: GpuTensor;
-  readonly b: GpuTensor | null;
-}
+/** A linear layer y = x · Wᵀ + b: W (N, K) dense f32/f16, or packed int4/int8 (src/quant/formats.ts). */
+export type Linear =
+  | { readonly kind: "dense"; readonly name: string; w: GpuTensor; readonly b: GpuTensor | null }
+  | { readonly kind: "packed"; readonly name: string; readonly q: GpuPackedWeight; readonly b: GpuTensor | null };
 
 export interface BlockWeights {
   inputNorm: GpuTensor;
@@ -39,10 +44,12 @@ export interface BlockWeights {
   lin: Record<LinearRole, Linear>;
 }
 
-/** Host-side source of f32 weights by Hugging Face name. */
+/** Host-side source of weights by Hugging Face name. */
 export interface WeightSource {
   has(name: string): boolean;
   readF32(name: string): Promise<Float32Array>;
+  /** The packed weight of linear `name` (without ".weight") of shape [N, K], when stored quantized. */
+  readPacked?(name: string, N: number, K: number): Promise<HostPackedWeight | null>;
 }
 
 /** Seen by hooks: the input activation of a group of linears that share it, on the GPU. */
@@ -68,7 +75,7 @@ export interface ModelOptions {
   onLinearInput?: (ev: LinearInputEvent) => void | Promise<void>;
 }
 
-const LINEARS: LinearRole[] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+export const LINEARS: LinearRole[] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
 export class LlamaModel {
   #pos = 0;
@@ -91,13 +98,19 @@ export class LlamaModel {
     this.#state = new RunState(ctx, config, opts.maxTokens, opts.maxSeq);
   }
 
-  /** Loads config + weights from a Hugging Face folder (safetensors, sharded or not). */
+  /** Loads config + weights from a Hugging Face folder (safetensors, sharded or not), fp or quantized by wgq. */
   static async load(ctx: GpuContext, dir: string, opts: ModelOptions): Promise<LlamaModel> {
     const config = await loadConfig(dir);
+    const cfgFile = path.join(dir, "config.json");
+    const qc = readQuantizationConfig(JSON.parse(await fsp.readFile(cfgFile, "utf8")), cfgFile);
     const ckpt = await SafetensorsCheckpoint.open(dir);
     const source: WeightSource = {
       has: (n) => ckpt.has(n),
-      readF32: async (n) => (await ckpt.read(n, "f32")).data as Float32Array,
+      readF32: async (n) => {
+        if (!ckpt.has(n)) throw new InputError(ckpt.source, n, "tensor missing from the checkpoint");
+        return (await ckpt.read(n, "f32")).data as Float32Array;
+      },
+      readPacked: async (n, N, K) => (qc && ckpt.has(`${n}.qweight`) ? readPacked(ckpt, n, qc, N, K) : null),
     };
     return LlamaModel.fromSource(ctx, config, source, opts);
   }
@@ -235,9 +248,10 @@ export class LlamaModel {
   }
 }
 
-/** y = x · Wᵀ (+ b). */
+/** y = x · Wᵀ (+ b), on dense or packed weights (no dequantized copy of W is made). */
 export async function linear(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, lin: Linear, y: GpuTensor): Promise<void> {
-  await matmul(ctx, batch, x, lin.w, y);
+  if (lin.kind === "dense") await matmul(ctx, batch, x, lin.w, y);
+  else await qmatmul(ctx, batch, x, lin.q, y);
   if (lin.b) await addBias(ctx, batch, y, lin.b);
 }
 
@@ -286,7 +300,7 @@ class RunState {
   }
 }
 
-async function uploadWeight(ctx: GpuContext, src: WeightSource, name: string, shape: number[], dtype: "f32" | "f16"): Promise<GpuTensor> {
+export async function uploadWeight(ctx: GpuContext, src: WeightSource, name: string, shape: number[], dtype: "f32" | "f16"): Promise<GpuTensor> {
   const data = await src.readF32(name);
   const n = shape.reduce((a, b) => a * b, 1);
   if (data.length !== n) throw new TensorError(name, `has ${data.length} elements, the config implies [${shape}]`);
@@ -295,7 +309,8 @@ async function uploadWeight(ctx: GpuContext, src: WeightSource, name: string, sh
     : GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
 }
 
-async function loadBlock(ctx: GpuContext, c: LlamaConfig, src: WeightSource, l: number, dtype: "f32" | "f16"): Promise<BlockWeights> {
+/** Uploads block `l`'s weights (packed linears stay packed). */
+export async function loadBlock(ctx: GpuContext, c: LlamaConfig, src: WeightSource, l: number, dtype: "f32" | "f16"): Promise<BlockWeights> {
   const p = `model.layers.${l}.`;
   const H = c.hiddenSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim, I = c.intermediateSize;
   const shapes: Record<LinearRole, [number, number]> = {
@@ -305,9 +320,11 @@ async function loadBlock(ctx: GpuContext, c: LlamaConfig, src: WeightSource, l: 
   for (const r of LINEARS) {
     const part = r.endsWith("proj") && ["q_proj", "k_proj", "v_proj", "o_proj"].includes(r) ? "self_attn" : "mlp";
     const name = `${p}${part}.${r}`;
-    const w = await uploadWeight(ctx, src, `${name}.weight`, shapes[r], dtype);
     const b = src.has(`${name}.bias`) ? await uploadWeight(ctx, src, `${name}.bias`, [shapes[r][0]], "f32") : null;
-    lin[r] = { name, w, b };
+    const packed = await src.readPacked?.(name, shapes[r][0], shapes[r][1]);
+    lin[r] = packed
+      ? { kind: "packed", name, q: uploadPacked(ctx.gpu, packed, name), b }
+      : { kind: "dense", name, w: await uploadWeight(ctx, src, `${name}.weight`, shapes[r], dtype), b };
   }
   return {
     inputNorm: await uploadWeight(ctx, src, `${p}input_layernorm.weight`, [H], "f32"),
@@ -316,11 +333,12 @@ async function loadBlock(ctx: GpuContext, c: LlamaConfig, src: WeightSource, l: 
   };
 }
 
-function destroyBlock(b: BlockWeights): void {
+export function destroyBlock(b: BlockWeights): void {
   b.inputNorm.destroy();
   b.postNorm.destroy();
   for (const l of Object.values(b.lin)) {
-    l.w.destroy();
+    if (l.kind === "dense") l.w.destroy();
+    else destroyPacked(l.q);
     l.b?.destroy();
   }
 }

@@ -8,12 +8,16 @@ import { TextTokenizer } from "../../io/tokenizer.ts";
 import { evaluate, tokenStream, windows } from "../../model/eval.ts";
 import { LlamaModel } from "../../model/llama.ts";
 import { intOption, progressLine } from "../util.ts";
+import { UsageError } from "../../errors.ts";
+import { parseConfig, type LlamaConfig } from "../../model/config.ts";
+import { syntheticConfigJson, syntheticSource } from "../../model/synthetic.ts";
+import { rng } from "../../ref/random.ts";
 
 export function evalCommand(): Command {
   return new Command("eval")
     .description("perplexity of a model on a text file; KL divergence and top-1 agreement against --ref")
-    .requiredOption("--model <dir>", "Hugging Face model folder (config.json, *.safetensors, tokenizer.json)")
-    .requiredOption("--data <file>", "text (documents separated by blank lines), JSONL with a text field, or a folder")
+    .requiredOption("--model <dir>", "Hugging Face model folder (config.json, *.safetensors, tokenizer.json), or synthetic:demo / synthetic:1b")
+    .option("--data <file>", "text (documents separated by blank lines), JSONL with a text field, or a folder (synthetic models: random tokens when absent)")
     .option("--ctx <n>", "tokens per window", intOption("--ctx", 2), 256)
     .option("--max-windows <n>", "evaluate only the first N windows", intOption("--max-windows", 1))
     .option("--ref <dir>", "reference model (same tokenizer) for KL divergence and top-1 agreement")
@@ -23,14 +27,29 @@ export function evalCommand(): Command {
     .option("--json", "print exactly one JSON object on stdout")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq eval --model ../shared/models/stories260K --data ../shared/data/tinystories-valid-sample.txt\n  wgq eval --model out/int4 --ref models/fp --data valid.txt --ctx 512 --json")
-    .action(async (o: { model: string; data: string; ctx: number; maxWindows?: number; ref?: string; weights: "f32" | "f16"; batch: number; streaming?: boolean; json?: boolean; quiet?: boolean }) => {
-      const tok = await TextTokenizer.fromHF(o.model);
-      const docs = (await readDocuments(o.data)).map((d) => d.text);
-      const stream = tokenStream(tok, docs);
+    .action(async (o: { model: string; data?: string; ctx: number; maxWindows?: number; ref?: string; weights: "f32" | "f16"; batch: number; streaming?: boolean; json?: boolean; quiet?: boolean }) => {
+      const synthetic = o.model.startsWith("synthetic:") ? o.model.slice("synthetic:".length) : null;
+      let stream: number[];
+      let docs: string[] = [];
+      let config: LlamaConfig | null = null;
+      if (synthetic) {
+        config = parseConfig(syntheticConfigJson(synthetic), o.model);
+        if (o.data) throw new UsageError("a synthetic model has no tokenizer: leave out --data (it is evaluated on seeded random tokens)");
+        const r = rng(1234);
+        stream = Array.from({ length: o.ctx * (o.maxWindows ?? 4) }, () => Math.floor(r() * config!.vocabSize));
+      } else {
+        if (!o.data) throw new UsageError("--data is required for a real model");
+        const tok = await TextTokenizer.fromHF(o.model);
+        docs = (await readDocuments(o.data)).map((d) => d.text);
+        stream = tokenStream(tok, docs);
+      }
       const wins = windows(stream, o.ctx, o.maxWindows ?? Infinity);
       const ctx = await createContext();
       const per = Math.min(o.batch, wins.length);
-      const model = await LlamaModel.load(ctx, o.model, { maxTokens: o.ctx * per, weightDtype: o.weights, streaming: o.streaming });
+      const mopts = { maxTokens: o.ctx * per, weightDtype: o.weights, streaming: o.streaming };
+      const model = config
+        ? await LlamaModel.fromSource(ctx, config, syntheticSource(config, { seed: 1, outliers: 4 }), mopts)
+        : await LlamaModel.load(ctx, o.model, mopts);
       const ref = o.ref ? await LlamaModel.load(ctx, o.ref, { maxTokens: o.ctx * per, streaming: o.streaming }) : undefined;
       const progress = progressLine(o.quiet || o.json ? null : "eval");
       const r = await evaluate(ctx, model, wins, { ref, perForward: per, onWindow: (d, n) => progress?.(d, n) });
@@ -49,7 +68,7 @@ export function evalCommand(): Command {
       }
       const lines = [
         `model       ${o.model} (${c.modelType}, ${c.numLayers} layers, hidden ${c.hiddenSize}, ${o.weights} weights${o.streaming ? ", streaming" : ""})`,
-        `data        ${o.data}: ${docs.length} documents, ${stream.length} tokens, ${r.windows} windows of <= ${o.ctx}`,
+        synthetic ? `data        seeded random tokens: ${stream.length} tokens, ${r.windows} windows of <= ${o.ctx}` : `data        ${o.data}: ${docs.length} documents, ${stream.length} tokens, ${r.windows} windows of <= ${o.ctx}`,
         `perplexity  ${r.ppl.toFixed(4)}   (${r.tokens} tokens scored, mean NLL ${r.meanNll.toFixed(5)} nats)`,
       ];
       if (r.kl !== null) lines.push(`KL vs ref   ${r.kl.toFixed(6)} nats/token   top-1 agreement ${(100 * r.top1).toFixed(2)} %`);

@@ -1,0 +1,166 @@
+// quant/quantize.ts — post-training quantization of a Hugging Face Llama-family model into
+// webgpu-quant's saved format (src/quant/model_format.ts): every linear of the blocks is
+// quantized on the GPU (RTN here; AWQ first rescales and clips, src/quant/awq.ts), everything
+// else is copied. The output folder appears only when complete.
+
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { convertF32ToF16 } from "../common/convert.ts";
+import { TensorError, UsageError } from "../errors.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { CommandBatch } from "../gpu/encoder.ts";
+import { GpuTensor } from "../gpu/tensor.ts";
+import { SafetensorsCheckpoint, writeSafetensors, type HostTensor } from "../io/safetensors.ts";
+import { expectedTensors, loadConfig, type LlamaConfig } from "../model/config.ts";
+import { specName, quantSpec, packedBytes, type QuantBits } from "./formats.ts";
+import { AtomicDir, LAYOUT, packedTensors, type QuantizationConfig } from "./model_format.ts";
+import { destroyPacked, downloadPacked, quantizeRtn } from "./rtn.ts";
+
+export interface QuantizeOptions {
+  method: "rtn" | "awq";
+  bits: 4 | 8 | 16;
+  groupSize?: number;
+  sym?: boolean;
+  /** Replace an existing output folder. */
+  force?: boolean;
+  /** Progress per tensor: (done, total, name). */
+  onTensor?: (done: number, total: number, name: string) => void;
+  /** Extra report fields (e.g. AWQ's per-block choices). */
+  report?: Record<string, unknown>;
+}
+
+export interface QuantizeReport {
+  model: string;
+  out: string;
+  method: string;
+  bits: number;
+  group_size: number | null;
+  sym: boolean;
+  device: string;
+  seconds: Record<string, number>;
+  bytes_in: number;
+  bytes_out: number;
+  tensors: { name: string; kind: "quantized" | "f16" | "f32"; bytes: number }[];
+  [k: string]: unknown;
+}
+
+/** Is `name` a linear weight of a block (the tensors quantized)? */
+export function isBlockLinear(name: string): boolean {
+  return /^model\.layers\.\d+\.(self_attn|mlp)\.\w+_proj\.weight$/.test(name);
+}
+
+/**
+ * Quantizes `srcDir` into `outDir`. `transform`, when given, may rewrite the f32 weights first
+ * (AWQ's scaled and clipped weights); it returns the host tensors to use instead.
+ */
+export async function quantizeModel(
+  ctx: GpuContext,
+  srcDir: string,
+  outDir: string,
+  opts: QuantizeOptions,
+  transform?: (config: LlamaConfig, read: (name: string) => Promise<Float32Array>) => Promise<Map<string, Float32Array>>,
+): Promise<QuantizeReport> {
+  const t0 = performance.now();
+  const config = await loadConfig(srcDir);
+  if (opts.bits === 16 && opts.method !== "rtn") throw new UsageError("--bits 16 is a plain cast; use --method rtn");
+  const ck = await SafetensorsCheckpoint.open(srcDir);
+  const out = await AtomicDir.create(outDir, { overwrite: opts.force, inputs: [srcDir] });
+  const seconds: Record<string, number> = {};
+  try {
+    const read = async (n: string) => (await ck.read(n, "f32")).data as Float32Array;
+    let replaced = new Map<string, Float32Array>();
+    if (transform) {
+      const ts = performance.now();
+      replaced = await transform(config, read);
+      seconds[opts.method] = (performance.now() - ts) / 1000;
+    }
+    const names = expectedTensors(config).filter((t) => ck.has(t.name)).map((t) => t.name);
+    const tensors: HostTensor[] = [];
+    const listing: QuantizeReport["tensors"] = [];
+    const modules: string[] = [];
+    const tq = performance.now();
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
+      const data = replaced.get(name) ?? (await read(name));
+      const shape = ck.info(name).shape;
+      if (opts.bits === 16) {
+        const bits = await castF16(ctx, data, name);
+        tensors.push({ name, dtype: "F16", shape, data: bits });
+        listing.push({ name, kind: "f16", bytes: bits.byteLength });
+      } else if (isBlockLinear(name)) {
+        const w = GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
+        try {
+          const q = await quantizeRtn(ctx, w, { bits: opts.bits as QuantBits, groupSize: opts.groupSize, sym: opts.sym });
+          const host = await downloadPacked(q);
+          destroyPacked(q);
+          const base = name.replace(/\.weight$/, "");
+          tensors.push(...packedTensors(base, host));
+          modules.push(base);
+          listing.push({ name: base, kind: "quantized", bytes: packedBytes(q).total });
+        } finally {
+          w.destroy();
+        }
+      } else {
+        tensors.push({ name, dtype: "F32", shape, data });
+        listing.push({ name, kind: "f32", bytes: data.byteLength });
+      }
+      opts.onTensor?.(i + 1, names.length, name);
+    }
+    seconds.quantize = (performance.now() - tq) / 1000;
+    const tw = performance.now();
+    const srcConfig = JSON.parse(await fsp.readFile(path.join(srcDir, "config.json"), "utf8"));
+    if (opts.bits !== 16) {
+      const spec = quantSpec(opts.bits, 1, 1024, opts.groupSize, opts.sym ?? false);
+      const qc: QuantizationConfig = {
+        quant_method: "webgpu-quant", method: opts.method, bits: opts.bits, group_size: opts.bits === 8 ? null : spec.G,
+        sym: opts.bits === 8 ? true : opts.sym ?? false, layout: LAYOUT, modules, lm_head_quantized: false,
+      };
+      srcConfig.quantization_config = qc;
+    } else {
+      srcConfig.torch_dtype = "float16";
+    }
+    await out.writeJson("config.json", srcConfig);
+    await out.copyModelFiles(srcDir);
+    await writeSafetensors(out.file("model.safetensors"), tensors, {
+      metadata: { format: "pt", producer: "webgpu-quant", method: opts.method, spec: opts.bits === 16 ? "f16" : specName(quantSpec(opts.bits, 1, 1024, opts.groupSize, opts.sym ?? false)) },
+    });
+    seconds.write = (performance.now() - tw) / 1000;
+    seconds.total = (performance.now() - t0) / 1000;
+    const report: QuantizeReport = {
+      model: srcDir, out: outDir, method: opts.method, bits: opts.bits,
+      group_size: opts.bits === 4 ? (opts.groupSize ?? 128) : null, sym: opts.bits === 8 || !!opts.sym,
+      device: ctx.gpu.adapterInfo.description, seconds,
+      bytes_in: ck.sizeOnDisk, bytes_out: (await fsp.stat(out.file("model.safetensors"))).size,
+      tensors: listing, ...opts.report,
+    };
+    await out.writeJson("report.json", report);
+    await out.commit();
+    return report;
+  } catch (e) {
+    await out.abort();
+    throw e;
+  } finally {
+    await ck.close();
+  }
+}
+
+/** f32 -> f16 bits on the GPU (shaders/common/convert_f32_to_f16.wgsl); NaN/Inf/overflow -> TensorError. */
+async function castF16(ctx: GpuContext, data: Float32Array, name: string): Promise<Uint16Array> {
+  const src = GpuTensor.fromHost(ctx.gpu, data, [data.length], "f32", name);
+  const dst = GpuTensor.empty(ctx.gpu, [data.length], "f16", `${name}.f16`);
+  try {
+    const b = new CommandBatch(ctx.gpu, `cast ${name}`);
+    await convertF32ToF16(ctx, b, src, dst);
+    b.submit();
+    const bits = ((await dst.toHost()) as Uint16Array).slice();
+    for (let i = 0; i < bits.length; i++) {
+      if ((bits[i] & 0x7c00) === 0x7c00 || !Number.isFinite(data[i])) {
+        throw new TensorError(name, `element ${i} = ${data[i]} is not representable in f16`, "keep this model in f32 (or use int8/int4, whose scales absorb the range)");
+      }
+    }
+    return bits;
+  } finally {
+    src.destroy();
+    dst.destroy();
+  }
+}

@@ -18,7 +18,26 @@
 //   4 flags    storage read_write  array<atomic<u32>, 4>  (groups with NaN/Inf, first such row n,
 //                                                      groups whose scale overflows f16, first such row n);
 //                                                      host initialises to (0, 0xffffffff, 0, 0xffffffff)
-//   5 params   uniform             Params { rows (in window), K, G (int8: K), ng (int8: 1), n0 (first row), KW }
+//   5 params   uniform             Params { rows (in window), K, G (int8: K), ng (int8: 1), n0 (first row), KW,
+//                                           maxq (largest code: int4 asym 15, sym 7; int3 asym 7, sym 3; int8 127) }
+// AWQ entries (fake quantization in f32, same rules for any bit width, src/quant/fake_quant.ts):
+// Entry:     fake_quant — fq = dequant(quant(clip(w·diag(col_scale))))·diag(1/col_scale)
+//   Grid:      ceil(N * ng / WG_SIZE) workgroups folded into (x, y); one invocation = one (row, group)
+// Entry:     clip_search — per (row, group), max|w| shrunk by (20 − i)/20, i < 10; the shrink whose
+//            fake-quantized group gives the least mean squared partial-dot-product error over x
+//   Grid:      as fake_quant; writes clip_max_out and clip_err
+// Entry:     clip_apply — w_inout[n, k] = clamp(w_inout[n, k], −m, m), m = clip_max[n, k / G]
+//   Grid:      ceil(N * K / WG_SIZE) workgroups folded into (x, y); one invocation = one element
+//   6 fq_params     uniform             FqParams { N, K, G (<= 128), ng, maxq (asym 2^b − 1; sym 2^(b−1) − 1),
+//                                                 use_scale, use_clip, T (rows of x) }
+//   7 fq            storage read_write  array<f32>  [N, K] fake-quantized weights
+//   8 col_scale     storage read        array<f32>  [K] AWQ input-channel scales (use_scale = 1; else any)
+//   9 clip_max      storage read        array<f32>  [N, ng] clip bound per (row, group) (use_clip = 1 / clip_apply)
+//   10 clip_max_out storage read_write  array<f32>  [N, ng] chosen clip bound
+//   11 clip_err     storage read_write  array<f32>  [N * ng, 2] error without shrink, error at the chosen shrink
+//   12 x            storage read        array<f32>  [T, K] sampled input activations
+//   13 w_inout      storage read_write  array<f32>  [N, K] weights clipped in place
+//   (fake_quant and clip_search read w as [N, K], the whole weight in one binding)
 // Override:  SYM: bool = false — int4 symmetric (levels -8..7 stored as q+8, implicit zero 8, no zeros written)
 // Packing:   int4: element k of a row at bits 4*(k%8) of word k/8; int8: two's-complement byte k%4 of
 //            word k/4; pad nibbles/bytes past K are 0 (layout: src/quant/formats.ts)
@@ -45,6 +64,7 @@ struct Params {
   ng: u32,
   n0: u32,
   KW: u32,
+  maxq: u32,
 }
 
 @group(0) @binding(0) var<storage, read> w: array<f32>;
@@ -182,9 +202,9 @@ fn quantize_int4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
   }
   var sb: u32;
   if (SYM) {
-    sb = div_to_f16(max(abs(mn), abs(mx)), 7.0);
+    sb = div_to_f16(max(abs(mn), abs(mx)), f32(params.maxq));
   } else {
-    sb = max(div_to_f16(mx - mn, 15.0), F16_1EM5);
+    sb = max(div_to_f16(mx - mn, f32(params.maxq)), F16_1EM5);
   }
   if (sb >= 0x7c00u) {
     flag(2u, n);
@@ -193,7 +213,7 @@ fn quantize_int4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
   let s = f16_value(sb);
   var z = 8.0;
   if (!SYM) {
-    z = clamp(rne_div(-mn, s), 0.0, 15.0);
+    z = clamp(rne_div(-mn, s), 0.0, f32(params.maxq));
   }
 
   let KW = params.KW;
@@ -205,10 +225,10 @@ fn quantize_int4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
         var q = 8.0;
         if (SYM) {
           if (s > 0.0) {
-            q = clamp(rne_div(w[base + k], s), -8.0, 7.0) + 8.0;
+            q = clamp(rne_div(w[base + k], s), -f32(params.maxq) - 1.0, f32(params.maxq)) + 8.0;
           }
         } else {
-          q = clamp(rne_div(w[base + k], s) + z, 0.0, 15.0);
+          q = clamp(rne_div(w[base + k], s) + z, 0.0, f32(params.maxq));
         }
         word = word | (u32(q) << (4u * j));
       }
@@ -220,6 +240,167 @@ fn quantize_int4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
   if (!SYM) {
     atomicOr(&zeros[n * ((ng + 7u) / 8u) + g / 8u], u32(z) << (4u * (g & 7u)));
   }
+}
+
+// ---- AWQ: fake quantization, clip search, clip --------------------------------------------------
+
+struct FqParams {
+  N: u32,
+  K: u32,
+  G: u32,
+  ng: u32,
+  maxq: u32,
+  use_scale: u32,
+  use_clip: u32,
+  T: u32,
+}
+
+const MAX_G: u32 = 128u;
+
+@group(0) @binding(6) var<uniform> fq_params: FqParams;
+@group(0) @binding(7) var<storage, read_write> fq: array<f32>;
+@group(0) @binding(8) var<storage, read> col_scale: array<f32>;
+@group(0) @binding(9) var<storage, read> clip_max: array<f32>;
+@group(0) @binding(10) var<storage, read_write> clip_max_out: array<f32>;
+@group(0) @binding(11) var<storage, read_write> clip_err: array<f32>;
+@group(0) @binding(12) var<storage, read> x: array<f32>;
+@group(0) @binding(13) var<storage, read_write> w_inout: array<f32>;
+
+// (scale, zero) of a group with extremes mn <= mx, by the quantizer's rules for levels 0..maxq
+// (asym) or -maxq-1..maxq (sym); scale 0 = a symmetric all-zero group.
+fn fq_scale_zero(mn: f32, mx: f32) -> vec2<f32> {
+  let maxq = f32(fq_params.maxq);
+  if (SYM) {
+    return vec2<f32>(f16_value(div_to_f16(max(abs(mn), abs(mx)), maxq)), 0.0);
+  }
+  let s = f16_value(max(div_to_f16(mx - mn, maxq), F16_1EM5));
+  return vec2<f32>(s, clamp(rne_div(-mn, s), 0.0, maxq));
+}
+
+fn fq_value(v: f32, sz: vec2<f32>) -> f32 {
+  let maxq = f32(fq_params.maxq);
+  if (SYM) {
+    if (sz.x == 0.0) {
+      return 0.0;
+    }
+    return clamp(rne_div(v, sz.x), -maxq - 1.0, maxq) * sz.x;
+  }
+  return (clamp(rne_div(v, sz.x) + sz.y, 0.0, maxq) - sz.y) * sz.x;
+}
+
+fn fq_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+  return (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn fake_quant(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let t = fq_index(wid, nwg, lid);
+  let P = fq_params;
+  if (t >= P.N * P.ng) {
+    return;
+  }
+  let n = t / P.ng;
+  let g = t % P.ng;
+  let k0 = g * P.G;
+  let k1 = min(k0 + P.G, P.K);
+  var m = 0.0;
+  if (P.use_clip == 1u) {
+    m = clip_max[t];
+  }
+  var vals: array<f32, MAX_G>;
+  var mn = 3.0e38;
+  var mx = -3.0e38;
+  for (var k = k0; k < k1; k++) {
+    var v = w[n * P.K + k];
+    if (P.use_scale == 1u) {
+      v = v * col_scale[k];
+    }
+    if (P.use_clip == 1u) {
+      v = clamp(v, -m, m);
+    }
+    vals[k - k0] = v;
+    mn = min(mn, v);
+    mx = max(mx, v);
+  }
+  let sz = fq_scale_zero(mn, mx);
+  for (var k = k0; k < k1; k++) {
+    var d = fq_value(vals[k - k0], sz);
+    if (P.use_scale == 1u) {
+      d = d / col_scale[k];
+    }
+    fq[n * P.K + k] = d;
+  }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn clip_search(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+  let t = fq_index(wid, nwg, lid);
+  let P = fq_params;
+  if (t >= P.N * P.ng) {
+    return;
+  }
+  let n = t / P.ng;
+  let g = t % P.ng;
+  let k0 = g * P.G;
+  let k1 = min(k0 + P.G, P.K);
+  var wv: array<f32, MAX_G>;
+  var dq: array<f32, MAX_G>;
+  var amax = 0.0;
+  var mn = 3.0e38;
+  var mx = -3.0e38;
+  for (var k = k0; k < k1; k++) {
+    let v = w[n * P.K + k];
+    wv[k - k0] = v;
+    amax = max(amax, abs(v));
+    mn = min(mn, v);
+    mx = max(mx, v);
+  }
+  var best = 3.0e38;
+  var best_m = amax;
+  var first = 0.0;
+  for (var i = 0u; i < 10u; i++) {
+    let m = amax * (f32(20u - i) / 20.0);
+    let sz = fq_scale_zero(max(mn, -m), min(mx, m));
+    for (var k = 0u; k < k1 - k0; k++) {
+      dq[k] = fq_value(clamp(wv[k], -m, m), sz) - wv[k];
+    }
+    var err = 0.0;
+    for (var r = 0u; r < P.T; r++) {
+      var d = 0.0;
+      let xb = r * P.K + k0;
+      for (var k = 0u; k < k1 - k0; k++) {
+        d = fma(x[xb + k], dq[k], d);
+      }
+      err = fma(d, d, err);
+    }
+    err = err / f32(P.T);
+    if (i == 0u) {
+      first = err;
+    }
+    if (err < best) {
+      best = err;
+      best_m = m;
+    }
+  }
+  clip_max_out[t] = best_m;
+  clip_err[2u * t] = first;
+  clip_err[2u * t + 1u] = best;
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn clip_apply(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+  let i = fq_index(wid, nwg, lid);
+  let P = fq_params;
+  if (i >= P.N * P.K) {
+    return;
+  }
+  let n = i / P.K;
+  let k = i % P.K;
+  let m = clip_max[n * P.ng + k / P.G];
+  w_inout[i] = clamp(w_inout[i], -m, m);
 }
 
 // ---- int8, one invocation per row ---------------------------------------------------------------

@@ -18,6 +18,8 @@
 //   asymmetric (AutoAWQ):  q ∈ 0..15, z ∈ 0..15, w ≈ (q − z) · s
 //   symmetric:             levels −8..7 stored as q + 8 (nibble 0..15), no zeros tensor, implicit
 //                          zero 8 (ONNX Runtime's default), w ≈ (nibble − 8) · s
+// int3 is stored exactly as int4 (same words, scales, zeros) with levels 0..7 (asym, s from
+// (max − min)/7) or −4..3 (sym, s = max|w|/3, stored + 8): every int4 kernel reads it unchanged.
 // int8, per output channel, symmetric:
 //   qweight  u32 [N][ceil(K/4)]       element k as two's-complement i8 in bits 8·(k % 4) of word k/4;
 //                                      bytes past K are 0; levels −127..127
@@ -39,7 +41,8 @@
 
 import { UsageError } from "../errors.ts";
 
-export type QuantBits = 4 | 8;
+/** 8: int8 per channel; 4 and 3: group-wise, both stored in the int4 layout (int3 uses levels 0..7). */
+export type QuantBits = 3 | 4 | 8;
 
 /** Shape and scheme of one quantized weight W[N, K]. */
 export interface QuantSpec {
@@ -75,16 +78,21 @@ export function quantSpec(bits: number, N: number, K: number, G: number | undefi
     throw new UsageError(`bad weight shape [${N}, ${K}]`);
   }
   if (bits === 8) return { bits: 8, N, K, G: K, sym: true };
-  if (bits !== 4) throw new UsageError(`unsupported bit width ${bits}`, "use --bits 4 or 8 (16 is a plain fp16 cast)");
+  if (bits !== 4 && bits !== 3) throw new UsageError(`unsupported bit width ${bits}`, "use --bits 3, 4 or 8 (16 is a plain fp16 cast)");
   if (G === undefined || !Number.isSafeInteger(G) || G < 8 || G % 8 !== 0) {
     throw new UsageError(`int4 group size ${G} is not a positive multiple of 8`, `use one of ${INT4_GROUP_SIZES.join(", ")}`);
   }
-  return { bits: 4, N, K, G, sym };
+  return { bits, N, K, G, sym };
 }
 
-/** Values per u32 word: 8 for int4, 4 for int8. */
+/** Values per u32 word: 8 for int4 (and int3, stored as int4), 4 for int8. */
 export function valuesPerWord(bits: QuantBits): number {
-  return 32 / bits;
+  return bits === 8 ? 4 : 8;
+}
+
+/** Largest code of a group-wise format: asymmetric levels 0..maxq; symmetric −(maxq+1)..maxq. */
+export function maxCode(bits: QuantBits, sym: boolean): number {
+  return sym ? 2 ** (bits - 1) - 1 : 2 ** bits - 1;
 }
 
 /** u32 words per row of qweight: ceil(K / valuesPerWord). */
@@ -117,5 +125,5 @@ export function bitsPerWeight(s: QuantSpec): number {
 
 /** A short name for labels and reports: "int4-asym-g128", "int4-sym-g32", "int8-sym". */
 export function specName(s: QuantSpec): string {
-  return s.bits === 8 ? "int8-sym" : `int4-${s.sym ? "sym" : "asym"}-g${s.G}`;
+  return s.bits === 8 ? "int8-sym" : `int${s.bits}-${s.sym ? "sym" : "asym"}-g${s.G}`;
 }

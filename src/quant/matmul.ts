@@ -52,7 +52,7 @@ export function variantUnavailable(gpu: Gpu, variant: QMatmulVariant, w: QuantSp
   if (M > GEMV_MAX_M) return `${variant} is a GEMV for M <= ${GEMV_MAX_M} (M = ${M})`;
   if (variant === "subgroup") return gpu.has("subgroups") ? null : "the device lacks the subgroups feature";
   if (!gpu.wgslFeatures.has("packed_4x8_integer_dot_product")) return "WGSL lacks packed_4x8_integer_dot_product";
-  if (w.bits === 4 && w.G % 32 !== 0) return `dp4a needs a group size that is a multiple of 32 (G = ${w.G})`;
+  if (w.bits !== 8 && w.G % 32 !== 0) return `dp4a needs a group size that is a multiple of 32 (G = ${w.G})`;
   return null;
 }
 
@@ -106,14 +106,14 @@ export async function qmatmul(
   const step = align / gcd(align, KW * 4);
   const maxRows = opts.maxWindowBytes ? Math.max(step, Math.floor(opts.maxWindowBytes / (KW * 4))) : undefined;
   const windows = w.qweight.rowWindows({ rowBytes: KW * 4, rowMultiple: step, maxRows });
-  const params = (n0: number, nw: number) => ({ M, N, K, G, ng, n0, nw, sym: w.bits === 4 && w.sym ? 1 : 0 });
+  const params = (n0: number, nw: number) => ({ M, N, K, G, ng, n0, nw, sym: w.bits !== 8 && w.sym ? 1 : 0 });
   const win = (t: GpuTensor, byteOffset: number, byteSize: number) => ({ tensor: t, byteOffset, byteSize });
 
   if (variant === "tiled" || variant === "tiled_f16") {
     // Two pipelines per BITS (TM 1 for decode, 4 otherwise): each costs ~1 s of JIT on lavapipe.
     const file = variant === "tiled" ? "quant/matmul_q.wgsl" : "quant/matmul_q_f16.wgsl";
     const TM = M === 1 ? 1 : 4;
-    const k = await ctx.kernels.get(file, "main", { WG_X: 64, WG_Y: 1, BITS: w.bits, TM });
+    const k = await ctx.kernels.get(file, "main", { WG_X: 64, WG_Y: 1, BITS: w.bits === 8 ? 8 : 4, TM });
     for (const wn of windows) {
       batch.dispatch(
         k,
@@ -127,7 +127,7 @@ export async function qmatmul(
 
   if (variant === "subgroup") {
     const WG = 64;
-    const k = await ctx.kernels.get("quant/matmul_q_sg.wgsl", "main", { WG_SIZE: WG, BITS: w.bits, TM: M });
+    const k = await ctx.kernels.get("quant/matmul_q_sg.wgsl", "main", { WG_SIZE: WG, BITS: w.bits === 8 ? 8 : 4, TM: M });
     for (const wn of windows) {
       batch.dispatch(
         k,
@@ -146,8 +146,8 @@ export async function qmatmul(
   const xs = GpuTensor.empty(gpu, [M, NB * 2], "f32", `${x.label}.int8_scales`);
   batch.own(xq, xs);
   const TM = M === 1 ? 1 : 4; // as tiled: few pipelines (dp4a's JIT takes ~1-2 s each on lavapipe)
-  const kq = await ctx.kernels.get("quant/matmul_q_dp4a.wgsl", "quantize_x", { WG_SIZE: WG, BITS: w.bits });
-  const km = await ctx.kernels.get("quant/matmul_q_dp4a.wgsl", "main", { WG_SIZE: WG, BITS: w.bits, TM });
+  const kq = await ctx.kernels.get("quant/matmul_q_dp4a.wgsl", "quantize_x", { WG_SIZE: WG, BITS: w.bits === 8 ? 8 : 4 });
+  const km = await ctx.kernels.get("quant/matmul_q_dp4a.wgsl", "main", { WG_SIZE: WG, BITS: w.bits === 8 ? 8 : 4, TM });
   batch.dispatch(kq, { x, xq, xs }, params(0, N), kq.grid1d(Math.ceil((M * NB) / WG)));
   for (const wn of windows) {
     batch.dispatch(

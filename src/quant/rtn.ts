@@ -14,6 +14,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import {
   groupsPerRow,
+  maxCode,
   type HostPackedWeight,
   type PackedWeight,
   quantSpec,
@@ -113,7 +114,7 @@ export async function quantizeRtn(ctx: GpuContext, w: GpuTensor, opts: RtnOption
 export async function recordQuantizeRtn(ctx: GpuContext, batch: CommandBatch, w: GpuTensor, out: GpuPackedWeight, flags: GpuTensor): Promise<void> {
   const { N, K } = out;
   if (w.dtype !== "f32" || w.shape[0] !== N || w.shape[1] !== K) throw new TensorError(w.label, `expected f32 [${N}, ${K}], got ${w.dtype} [${w.shape}]`);
-  const int4 = out.bits === 4;
+  const int4 = out.bits !== 8; // int4 and int3 share the int4 layout and kernel
   const k = await ctx.kernels.get("quant/rtn.wgsl", int4 ? "quantize_int4" : "quantize_int8", int4 ? { WG_SIZE: WG, SYM: out.sym } : { WG_SIZE: WG });
   const KW = wordsPerRow(out);
   const ng = groupsPerRow(out);
@@ -136,7 +137,7 @@ export async function recordQuantizeRtn(ctx: GpuContext, batch: CommandBatch, w:
     batch.dispatch(
       k,
       bindings,
-      { rows: win.rows, K, G: int4 ? out.G : K, ng, n0: win.firstRow, KW },
+      { rows: win.rows, K, G: int4 ? out.G : K, ng, n0: win.firstRow, KW, maxq: int4 ? maxCode(out.bits, out.sym) : 127 },
       k.grid1d(Math.ceil(threads / WG)),
     );
   }

@@ -10,6 +10,8 @@
 import { TensorError } from "../errors.ts";
 import {
   groupsPerRow,
+  maxCode,
+  valuesPerWord,
   type HostPackedWeight,
   type QuantSpec,
   wordsPerRow,
@@ -107,7 +109,8 @@ export function quantizeRef(w: Float32Array, spec: QuantSpec, label = "weight"):
   const G = spec.bits === 8 ? K : spec.G;
   const codes = new Int32Array(N * K);
   const scales = new Uint16Array(N * ng);
-  const zeros = spec.bits === 4 && !spec.sym ? new Uint8Array(N * ng) : null;
+  const zeros = spec.bits !== 8 && !spec.sym ? new Uint8Array(N * ng) : null;
+  const maxq = spec.bits === 8 ? 127 : maxCode(spec.bits, spec.sym);
   for (let n = 0; n < N; n++) {
     for (let g = 0; g < ng; g++) {
       const k0 = g * G;
@@ -123,20 +126,20 @@ export function quantizeRef(w: Float32Array, spec: QuantSpec, label = "weight"):
       let sBits: number;
       if (zeros) {
         // AutoAWQ: s = max((max − min)/15, 1e-5) with max − min an f32 subtraction.
-        sBits = Math.max(f64ToF16Bits(Math.fround(mx - mn) / 15), F16_1EM5);
+        sBits = Math.max(f64ToF16Bits(Math.fround(mx - mn) / maxq), F16_1EM5);
       } else {
-        sBits = f64ToF16Bits(amax / (spec.bits === 8 ? 127 : 7));
+        sBits = f64ToF16Bits(amax / maxq);
       }
       if (sBits >= 0x7c00) throw new TensorError(label, `row ${n} group ${g}: scale ${amax} overflows f16`, "values this large are not weights; check the checkpoint");
       const s = f16BitsToF32(sBits);
       scales[n * ng + g] = sBits;
-      const z = zeros ? clamp(rint(-mn / s), 0, 15) : 0;
+      const z = zeros ? clamp(rint(-mn / s), 0, maxq) : 0;
       if (zeros) zeros[n * ng + g] = z;
       for (let k = k0; k < k1; k++) {
         const v = w[n * K + k];
         let q: number;
-        if (zeros) q = clamp(rint(v / s) + z, 0, 15);
-        else if (spec.bits === 4) q = s === 0 ? 8 : clamp(rint(v / s), -8, 7) + 8;
+        if (zeros) q = clamp(rint(v / s) + z, 0, maxq);
+        else if (spec.bits !== 8) q = s === 0 ? 8 : clamp(rint(v / s), -maxq - 1, maxq) + 8;
         else q = s === 0 ? 0 : clamp(rint(v / s), -127, 127);
         codes[n * K + k] = q;
       }
@@ -152,8 +155,8 @@ export function packRef(c: QuantCodes): HostPackedWeight {
   const W = wordsPerRow(spec);
   const ng = groupsPerRow(spec);
   const qweight = new Uint32Array(N * W);
-  const bits = spec.bits;
-  const per = 32 / bits;
+  const per = valuesPerWord(spec.bits);
+  const bits = 32 / per; // storage bits: int3 is stored in int4 nibbles
   const mask = (1 << bits) - 1;
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
@@ -181,13 +184,13 @@ export function unpackRef(p: HostPackedWeight): QuantCodes {
   const { N, K } = spec;
   const W = wordsPerRow(spec);
   const ng = groupsPerRow(spec);
-  const per = 32 / p.bits;
+  const per = valuesPerWord(p.bits);
   const codes = new Int32Array(N * K);
   for (let n = 0; n < N; n++) {
     for (let k = 0; k < K; k++) {
       const word = p.qweight[n * W + Math.floor(k / per)];
-      const sh = p.bits * (k % per);
-      codes[n * K + k] = p.bits === 4 ? (word >>> sh) & 15 : ((word << (24 - sh)) >> 24);
+      const sh = (32 / per) * (k % per);
+      codes[n * K + k] = p.bits !== 8 ? (word >>> sh) & 15 : ((word << (24 - sh)) >> 24);
     }
   }
   const scales = new Uint16Array(N * ng);

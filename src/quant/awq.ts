@@ -1,0 +1,346 @@
+// quant/awq.ts — activation-aware weight quantization (AWQ, llm-awq / AutoAWQ), block by block on
+// the GPU. Only the per-channel activation means, the chosen ratios, clip choices and losses come
+// back to the CPU; activations and weights stay resident.
+//
+// Per block l, on its cached input X (all calibration tokens, in chunks of whole sequences):
+//   1. fp pass: the block's intermediate activations, their per-channel mean |x|, the fp outputs
+//      of the attention and the MLP, and the block output (the next block's input, as llm-awq).
+//   2. scale search for each group (prev op -> linears; loss on the inspected module's output):
+//        input_layernorm -> q,k,v   (loss: attention output after o_proj)
+//        v -> o                      (only when Hq == Hkv; skipped under GQA)
+//        post_attention_layernorm -> gate,up   (loss: MLP output)
+//        up -> down                  (loss: down output)
+//      α = i/20, s = mean|x|^α / sqrt(max·min) (optionally ÷ w_mean^(1−α), "duo"), weights
+//      W·diag(s) fake-quantized then ·diag(1/s), module re-run, MSE vs fp; best α kept (α = 0 is
+//      RTN). 1/s is folded into the previous op, s into the linears, so the fp model is unchanged.
+//   3. clip search on v, o, gate, up, down: per (row, group) shrink max|w| by 1.00 … 0.55, scored on
+//      the group's partial dot products over sampled tokens; weights clamped to the best.
+// Returns the rescaled, clipped f32 weights for quantizeModel() to pack with RTN.
+
+import { reduceStats } from "../common/reduce.ts";
+import { UsageError } from "../errors.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { CommandBatch } from "../gpu/encoder.ts";
+import { GpuTensor } from "../gpu/tensor.ts";
+import { attention } from "../nn/attention.ts";
+import { addBias, addInPlace, scale, siluMul, sub } from "../nn/elementwise.ts";
+import { embedding } from "../nn/embedding.ts";
+import { matmul } from "../nn/matmul.ts";
+import { rmsnorm } from "../nn/rmsnorm.ts";
+import { rope } from "../nn/rope.ts";
+import type { LlamaConfig } from "../model/config.ts";
+import { ropeInvFreq } from "../model/rope.ts";
+import { applyClip, clipSearch, fakeQuantize, type FakeQuantSpec } from "./fake_quant.ts";
+
+export interface AwqOptions {
+  bits: number;
+  groupSize: number;
+  sym: boolean;
+  /** Ratios tried: α = i / grid, i = 0 … grid−1 (default 20). */
+  grid?: number;
+  duo?: boolean;
+  clip?: boolean;
+  /** Tokens sampled for the clip search (default 512). */
+  clipTokens?: number;
+  /** Calibration tokens (n·L, u32) and the sequence length L. */
+  tokens: Uint32Array;
+  seqLen: number;
+  /** Sequences per chunk (default: as many as keep a chunk's widest activation in one binding). */
+  chunkSeqs?: number;
+  onPhase?: (layer: number, phase: string, done: number, total: number) => void;
+}
+
+export interface AwqGroupReport {
+  group: string;
+  alpha: number;
+  loss_rtn: number;
+  loss_best: number;
+}
+
+export interface AwqBlockReport {
+  layer: number;
+  groups: AwqGroupReport[];
+  clip: { linear: string; loss_before: number; loss_after: number }[];
+  seconds: number;
+}
+
+type Read = (name: string) => Promise<Float32Array>;
+
+/** Runs AWQ over every block; returns the transformed f32 weights by HF name, and the report. */
+export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, opts: AwqOptions): Promise<{ weights: Map<string, Float32Array>; blocks: AwqBlockReport[] }> {
+  const { gpu } = ctx;
+  const L = opts.seqLen;
+  const nSeq = opts.tokens.length / L;
+  if (!Number.isInteger(nSeq) || nSeq < 1) throw new UsageError(`calibration tokens (${opts.tokens.length}) are not whole sequences of ${L}`);
+  const H = c.hiddenSize, I = c.intermediateSize;
+  const widest = Math.max(H, I, c.numHeads * c.headDim) * 4 * L;
+  const per = Math.max(1, Math.min(nSeq, opts.chunkSeqs ?? Math.floor(gpu.limits.maxStorageBufferBindingSize / widest)));
+  const chunks: { first: number; n: number }[] = [];
+  for (let s = 0; s < nSeq; s += per) chunks.push({ first: s, n: Math.min(per, nSeq - s) });
+
+  const weights = new Map<string, Float32Array>();
+  const blocks: AwqBlockReport[] = [];
+  const invFreq = GpuTensor.fromHost(gpu, ropeInvFreq(c), [c.headDim / 2], "f32", "awq.inv_freq");
+  // Block inputs, chunk by chunk: the embeddings of the calibration tokens.
+  let X: GpuTensor[] = [];
+  {
+    const E = GpuTensor.fromHost(gpu, await read("model.embed_tokens.weight"), [c.vocabSize, H], "f32", "awq.embed");
+    const b = new CommandBatch(gpu, "awq.embed");
+    for (const ch of chunks) {
+      const ids = GpuTensor.fromHost(gpu, opts.tokens.subarray(ch.first * L, (ch.first + ch.n) * L), [ch.n * L], "u32", "awq.ids");
+      const x = GpuTensor.empty(gpu, [ch.n * L, H], "f32", "awq.x");
+      await embedding(ctx, b, ids, E, x);
+      b.own(ids);
+      X.push(x);
+    }
+    b.submit();
+    E.destroy();
+  }
+  try {
+    for (let l = 0; l < c.numLayers; l++) {
+      const t0 = performance.now();
+      const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, opts);
+      for (const x of X) x.destroy();
+      X = next;
+      for (const [k, v] of tensors) weights.set(k, v);
+      report.seconds = (performance.now() - t0) / 1000;
+      blocks.push(report);
+    }
+  } finally {
+    for (const x of X) x.destroy();
+    invFreq.destroy();
+  }
+  return { weights, blocks };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Lin {
+  name: string;
+  w: GpuTensor;
+  b: GpuTensor | null;
+}
+
+async function awqBlock(
+  ctx: GpuContext, c: LlamaConfig, read: Read, l: number, X: GpuTensor[], chunks: { first: number; n: number }[],
+  invFreq: GpuTensor, opts: AwqOptions,
+): Promise<{ report: AwqBlockReport; next: GpuTensor[]; tensors: Map<string, Float32Array> }> {
+  const { gpu } = ctx;
+  const L = opts.seqLen;
+  const H = c.hiddenSize, I = c.intermediateSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim;
+  const p = `model.layers.${l}.`;
+  const scratch: GpuTensor[] = [];
+  const T = (shape: number[], label: string) => {
+    const t = GpuTensor.empty(gpu, shape, "f32", `awq.${l}.${label}`);
+    scratch.push(t);
+    return t;
+  };
+  const up = async (name: string, shape: number[]) => {
+    const t = GpuTensor.fromHost(gpu, await read(name), shape, "f32", name);
+    scratch.push(t);
+    return t;
+  };
+  const lin = async (part: string, role: string, N: number, K: number): Promise<Lin> => {
+    const name = `${p}${part}.${role}`;
+    let b: GpuTensor | null = null;
+    try {
+      b = await up(`${name}.bias`, [N]);
+    } catch {
+      b = null;
+    }
+    return { name, w: await up(`${name}.weight`, [N, K]), b };
+  };
+  const inNorm = await up(`${p}input_layernorm.weight`, [H]);
+  const postNorm = await up(`${p}post_attention_layernorm.weight`, [H]);
+  const q = await lin("self_attn", "q_proj", qw, H);
+  const k = await lin("self_attn", "k_proj", kvw, H);
+  const v = await lin("self_attn", "v_proj", kvw, H);
+  const o = await lin("self_attn", "o_proj", H, qw);
+  const gate = await lin("mlp", "gate_proj", I, H);
+  const upP = await lin("mlp", "up_proj", I, H);
+  const down = await lin("mlp", "down_proj", H, I);
+  const spec: FakeQuantSpec = { bits: opts.bits, G: opts.groupSize, sym: opts.sym };
+  const report: AwqBlockReport = { layer: l, groups: [], clip: [], seconds: 0 };
+
+  const run = async (label: string, f: (b: CommandBatch) => Promise<void>) => {
+    const b = new CommandBatch(gpu, `awq.${l}.${label}`);
+    await f(b);
+    b.submit();
+  };
+  const lmul = async (b: CommandBatch, x: GpuTensor, li: Lin, w: GpuTensor, y: GpuTensor) => {
+    await matmul(ctx, b, x, w, y);
+    if (li.b) await addBias(ctx, b, y, li.b);
+  };
+
+  try {
+    // 1. fp pass per chunk, keeping the inputs of every group and the fp outputs.
+    const acts = chunks.map((ch) => {
+      const M = ch.n * L;
+      return {
+        M, xn1: T([M, H], "xn1"), att: T([M, qw], "att"), attnOut: T([M, H], "attn_out"), xn2: T([M, H], "xn2"),
+        h: T([M, I], "h"), mlpOut: T([M, H], "mlp_out"), next: GpuTensor.empty(gpu, [M, H], "f32", `awq.${l}.next`),
+      };
+    });
+    const stats = { xn1: T([H, 4], "s.xn1"), att: T([qw, 4], "s.att"), xn2: T([H, 4], "s.xn2"), h: T([I, 4], "s.h") };
+    const maxM = Math.max(...acts.map((a) => a.M));
+    const tq = T([maxM, qw], "q"), tk = T([maxM, kvw], "k"), tv = T([maxM, kvw], "v"), tg = T([maxM, I], "g"), tu = T([maxM, I], "u");
+    const tOut = T([maxM, H], "out"), tAtt = T([maxM, qw], "att2"), tH = T([maxM, I], "h2"), tDiff = T([maxM * Math.max(H, I)], "diff");
+    const view = (t: GpuTensor, M: number, w: number) => t.view(t.label, [M, w], 0);
+
+    // attention module: x (M, H) -> out (M, H) through q, k, v (weights given), rope, attention, o
+    const attnModule = async (b: CommandBatch, a: (typeof acts)[number], wq: GpuTensor, wk: GpuTensor, wv: GpuTensor, wo: GpuTensor, out: GpuTensor, attOut?: GpuTensor) => {
+      const M = a.M;
+      const [Q, K, V, A] = [view(tq, M, qw), view(tk, M, kvw), view(tv, M, kvw), attOut ?? view(tAtt, M, qw)];
+      await lmul(b, a.xn1, q, wq, Q);
+      await lmul(b, a.xn1, k, wk, K);
+      await lmul(b, a.xn1, v, wv, V);
+      await rope(ctx, b, Q, invFreq, M, c.numHeads, 0, L);
+      await rope(ctx, b, K, invFreq, M, c.numKvHeads, 0, L);
+      await attention(ctx, b, Q, K, V, A, { T: M, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0: 0, seq: L });
+      await lmul(b, A, o, wo, out);
+    };
+    const mlpModule = async (b: CommandBatch, a: (typeof acts)[number], wg: GpuTensor, wu: GpuTensor, wd: GpuTensor, out: GpuTensor, hOut?: GpuTensor) => {
+      const M = a.M;
+      const [G, U, Hh] = [view(tg, M, I), view(tu, M, I), hOut ?? view(tH, M, I)];
+      await lmul(b, a.xn2, gate, wg, G);
+      await lmul(b, a.xn2, upP, wu, U);
+      await siluMul(ctx, b, G, U, Hh);
+      await lmul(b, Hh, down, wd, out);
+    };
+
+    for (let i = 0; i < acts.length; i++) {
+      const a = acts[i];
+      await run("fp", async (b) => {
+        await rmsnorm(ctx, b, X[i], inNorm, a.xn1, c.rmsNormEps);
+        await attnModule(b, a, q.w, k.w, v.w, o.w, a.attnOut, a.att);
+        b.copy(X[i], a.next);
+        await addInPlace(ctx, b, a.next, a.attnOut);
+        await rmsnorm(ctx, b, a.next, postNorm, a.xn2, c.rmsNormEps);
+        await mlpModule(b, a, gate.w, upP.w, down.w, a.mlpOut, a.h);
+        await addInPlace(ctx, b, a.next, a.mlpOut);
+        await reduceStats(ctx, b, a.xn1, "cols", stats.xn1, true);
+        await reduceStats(ctx, b, a.att, "cols", stats.att, true);
+        await reduceStats(ctx, b, a.xn2, "cols", stats.xn2, true);
+        await reduceStats(ctx, b, a.h, "cols", stats.h, true);
+      });
+    }
+    const tokens = acts.reduce((s, a) => s + a.M, 0);
+    const meanAbs = async (t: GpuTensor) => {
+      const s = (await t.toHost()) as Float32Array;
+      return Float32Array.from({ length: s.length / 4 }, (_, i) => s[i * 4 + 1] / tokens);
+    };
+
+    // 2. scale search. loss(W'): sum over chunks of ||module(W') - fp||^2 / count.
+    const grid = opts.grid ?? 20;
+    const lossT = Array.from({ length: grid }, (_, i) => T([1, 4], `loss${i}`));
+    const searchGroup = async (
+      group: string, xStats: GpuTensor, lins: Lin[],
+      module: (b: CommandBatch, a: (typeof acts)[number], wq: GpuTensor[], out: GpuTensor) => Promise<void>,
+      target: (a: (typeof acts)[number]) => GpuTensor,
+    ): Promise<Float32Array> => {
+      const x = await meanAbs(xStats);
+      const K = x.length;
+      const fq = lins.map((li) => T(li.w.shape as number[], `fq.${li.name}`));
+      const sT = T([K], "s");
+      const losses: number[] = [];
+      const cands: Float32Array[] = [];
+      for (let i = 0; i < grid; i++) {
+        const s = awqScales(x, i / grid);
+        cands.push(s);
+        sT.write(s);
+        await run(`search.${group}.${i}`, async (b) => {
+          for (let j = 0; j < lins.length; j++) await fakeQuantize(ctx, b, lins[j].w, fq[j], spec, { colScale: sT });
+          for (const a of acts) {
+            const out = view(tOut, a.M, H);
+            await module(b, a, fq, out);
+            const d = tDiff.view(tDiff.label, [1, a.M * H], 0);
+            await sub(ctx, b, out, target(a), d);
+            await reduceStats(ctx, b, d, "rows", lossT[i], a !== acts[0]);
+          }
+        });
+        const r = (await lossT[i].toHost()) as Float32Array;
+        losses.push(r[3] / (tokens * H));
+        opts.onPhase?.(l, `scales ${group}`, i + 1, grid);
+      }
+      let best = 0;
+      for (let i = 1; i < grid; i++) if (losses[i] < losses[best]) best = i;
+      report.groups.push({ group, alpha: best / grid, loss_rtn: losses[0], loss_best: losses[best] });
+      return cands[best];
+    };
+    const fold = async (prev: { t: GpuTensor; mode: "cols" | "rows" }, lins: Lin[], acts2: GpuTensor[], s: Float32Array) => {
+      const inv = Float32Array.from(s, (v) => 1 / v);
+      const sT = GpuTensor.fromHost(gpu, s, [s.length], "f32", "awq.s");
+      const iT = GpuTensor.fromHost(gpu, inv, [s.length], "f32", "awq.inv_s");
+      await run("fold", async (b) => {
+        await scale(ctx, b, prev.t, iT, prev.mode);
+        for (const li of lins) await scale(ctx, b, li.w, sT, "cols");
+        for (const t of acts2) await scale(ctx, b, t, iT, "cols");
+        b.own(sT, iT);
+      });
+    };
+
+    // input_layernorm -> q, k, v
+    let s = await searchGroup("qkv", stats.xn1, [q, k, v], (b, a, w, out) => attnModule(b, a, w[0], w[1], w[2], o.w, out), (a) => a.attnOut);
+    await fold({ t: inNorm, mode: "cols" }, [q, k, v], acts.map((a) => a.xn1), s);
+    // v -> o (only when v's rows line up with o's inputs, i.e. no GQA)
+    if (c.numHeads === c.numKvHeads && !v.b) {
+      s = await searchGroup("v_o", stats.att, [o], async (b, a, w, out) => lmul(b, a.att, o, w[0], out), (a) => a.attnOut);
+      await fold({ t: v.w, mode: "rows" }, [o], acts.map((a) => a.att), s);
+    }
+    // post_attention_layernorm -> gate, up
+    s = await searchGroup("gate_up", stats.xn2, [gate, upP], (b, a, w, out) => mlpModule(b, a, w[0], w[1], down.w, out), (a) => a.mlpOut);
+    await fold({ t: postNorm, mode: "cols" }, [gate, upP], acts.map((a) => a.xn2), s);
+    // up -> down
+    if (!upP.b) {
+      s = await searchGroup("down", stats.h, [down], async (b, a, w, out) => lmul(b, a.h, down, w[0], out), (a) => a.mlpOut);
+      await fold({ t: upP.w, mode: "rows" }, [down], acts.map((a) => a.h), s);
+    }
+
+    // 3. clip search on sampled tokens (q and k are skipped, as in AutoAWQ).
+    if (opts.clip !== false) {
+      const want = opts.clipTokens ?? 512;
+      const sample = async (src: (a: (typeof acts)[number]) => GpuTensor, K: number) => {
+        const step = Math.max(1, Math.floor(tokens / want));
+        const rows: [GpuTensor, number][] = [];
+        for (const a of acts) for (let r = 0; r < a.M && rows.length < want; r += step) rows.push([src(a), r]);
+        const xs = T([rows.length, K], "clip.x");
+        const b = new CommandBatch(gpu, "awq.sample");
+        rows.forEach(([t, r], i) => b.copy(t.view("row", [K], r * K * 4), xs.view("row", [K], i * K * 4)));
+        b.submit();
+        return xs;
+      };
+      const xn1s = await sample((a) => a.xn1, H);
+      const atts = await sample((a) => a.att, qw);
+      const xn2s = await sample((a) => a.xn2, H);
+      const hs = await sample((a) => a.h, I);
+      for (const [li, xs] of [[v, xn1s], [o, atts], [gate, xn2s], [upP, xn2s], [down, hs]] as [Lin, GpuTensor][]) {
+        const r = await clipSearch(ctx, li.w, xs, spec);
+        await run("clip", (b) => applyClip(ctx, b, li.w, r.maxVal, spec));
+        r.maxVal.destroy();
+        report.clip.push({ linear: li.name.slice(p.length), loss_before: r.lossBefore, loss_after: r.lossAfter });
+        opts.onPhase?.(l, "clip", report.clip.length, 5);
+      }
+    }
+
+    const tensors = new Map<string, Float32Array>();
+    for (const li of [q, k, v, o, gate, upP, down]) tensors.set(`${li.name}.weight`, ((await li.w.toHost()) as Float32Array).slice());
+    tensors.set(`${p}input_layernorm.weight`, ((await inNorm.toHost()) as Float32Array).slice());
+    tensors.set(`${p}post_attention_layernorm.weight`, ((await postNorm.toHost()) as Float32Array).slice());
+    return { report, next: acts.map((a) => a.next), tensors };
+  } finally {
+    for (const t of scratch) t.destroy();
+  }
+}
+
+/** mean|x| (K), α -> s = mean|x|^α / sqrt(max s · min s) (AutoAWQ's normalisation). */
+export function awqScales(meanAbs: Float32Array, alpha: number): Float32Array {
+  const s = Float32Array.from(meanAbs, (m) => Math.max(Math.pow(m, alpha), 1e-4));
+  let mx = 0, mn = Infinity;
+  for (const v of s) {
+    mx = Math.max(mx, v);
+    mn = Math.min(mn, v);
+  }
+  const norm = Math.sqrt(mx * mn);
+  for (let i = 0; i < s.length; i++) s[i] /= norm;
+  return s;
+}

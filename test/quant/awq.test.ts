@@ -1,0 +1,126 @@
+import { describe, expect, it } from "vitest";
+import { CommandBatch } from "../../src/gpu/encoder.ts";
+import { GpuTensor } from "../../src/gpu/tensor.ts";
+import { applyClip, clipSearch, fakeQuantize, type FakeQuantSpec } from "../../src/quant/fake_quant.ts";
+import { quantSpec } from "../../src/quant/formats.ts";
+import { awqScales } from "../../src/quant/awq.ts";
+import { clipSearchRef, fakeQuantRef } from "../../src/ref/awq.ts";
+import { dequantizeRef, quantizePackRef } from "../../src/ref/quant.ts";
+import { gpuContext, randomF32 } from "../helpers/gpu.ts";
+
+describe("AWQ kernels", async () => {
+  const ctx = await gpuContext();
+  const { gpu } = ctx;
+  const N = 37, K = 172;
+  const w = randomF32(N * K, 77, -0.2, 0.25);
+
+  const fq = async (spec: FakeQuantSpec, colScale?: Float32Array, clipMax?: Float32Array) => {
+    const wt = GpuTensor.fromHost(gpu, w, [N, K], "f32", "w");
+    const out = GpuTensor.empty(gpu, [N, K], "f32", "fq");
+    const st = colScale ? GpuTensor.fromHost(gpu, colScale, [K], "f32", "s") : undefined;
+    const ct = clipMax ? GpuTensor.fromHost(gpu, clipMax, [clipMax.length], "f32", "clip") : undefined;
+    const b = new CommandBatch(gpu);
+    await fakeQuantize(ctx, b, wt, out, spec, { colScale: st, clipMax: ct });
+    b.submit();
+    const r = ((await out.toHost()) as Float32Array).slice();
+    for (const t of [wt, out, st, ct]) t?.destroy();
+    return r;
+  };
+
+  for (const [G, sym] of [[32, false], [64, true], [128, false]] as const) {
+    it(`α = 0 (no scale, no clip) reproduces RTN int4 ${sym ? "sym" : "asym"} g${G} bit for bit (ragged last group)`, async () => {
+      const got = await fq({ bits: 4, G, sym });
+      const want = dequantizeRef(quantizePackRef(w, quantSpec(4, N, K, G, sym)));
+      let bad = 0;
+      for (let i = 0; i < want.length; i++) if (got[i] !== want[i]) bad++;
+      expect(bad).toBe(0);
+    });
+  }
+
+  for (const bits of [3, 4]) {
+    it(`int${bits} with AWQ column scales and per-group clips matches the CPU reference bit for bit`, async () => {
+      const s = awqScales(randomF32(K, 5, 0.01, 2), 0.35);
+      const clip = randomF32(N * Math.ceil(K / 32), 6, 0.05, 0.2);
+      const spec = { bits, G: 32, sym: false };
+      const got = await fq(spec, s, clip);
+      const want = fakeQuantRef(w, N, K, spec, s, clip);
+      let bad = 0;
+      for (let i = 0; i < want.length; i++) if (got[i] !== want[i] || Number.isNaN(got[i])) bad++;
+      expect(bad).toBe(0);
+    });
+  }
+
+  it("clip search picks the CPU reference's shrink and reports its errors; clip_apply clamps", async () => {
+    const base = gpu.stats.liveBytes;
+    const T = 64;
+    const x = randomF32(T * K, 9, -1, 1.5);
+    const spec = { bits: 4, G: 32, sym: false };
+    const wt = GpuTensor.fromHost(gpu, w, [N, K], "f32", "w");
+    const xt = GpuTensor.fromHost(gpu, x, [T, K], "f32", "x");
+    const r = await clipSearch(ctx, wt, xt, spec);
+    const got = (await r.maxVal.toHost()) as Float32Array;
+    const want = clipSearchRef(w, N, K, x, T, spec);
+    let same = 0;
+    for (let i = 0; i < got.length; i++) if (got[i] === want.maxVal[i]) same++;
+    // f32 vs float64 error sums can swap two shrinks of nearly equal error; nearly all must agree
+    expect(same / got.length).toBeGreaterThan(0.97);
+    const before = want.before.reduce((a, b) => a + b, 0) / N, after = want.after.reduce((a, b) => a + b, 0) / N;
+    expect(Math.abs(r.lossBefore - before) / before).toBeLessThan(1e-3);
+    expect(Math.abs(r.lossAfter - after) / after).toBeLessThan(1e-2);
+    expect(r.lossAfter).toBeLessThan(r.lossBefore);
+    console.log(`clip search: ${same}/${got.length} choices equal the reference; error ${r.lossBefore.toExponential(3)} -> ${r.lossAfter.toExponential(3)}`);
+    const b = new CommandBatch(gpu);
+    await applyClip(ctx, b, wt, r.maxVal, spec);
+    b.submit();
+    const clipped = (await wt.toHost()) as Float32Array;
+    for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) {
+      const m = got[n * 6 + Math.floor(k / 32)];
+      expect(clipped[n * K + k]).toBe(Math.min(Math.max(w[n * K + k], -m), m));
+    }
+    for (const t of [wt, xt, r.maxVal]) t.destroy();
+    expect(gpu.stats.liveBytes).toBe(base);
+  });
+
+  it("awqScales: α = 0 gives ones; scales are normalised by sqrt(max·min)", () => {
+    expect(Array.from(awqScales(new Float32Array([0.1, 2, 5]), 0))).toEqual([1, 1, 1]);
+    const s = awqScales(new Float32Array([0.25, 1, 4]), 0.5);
+    expect(Math.max(...s) * Math.min(...s)).toBeCloseTo(1, 6);
+    expect(s[2] / s[0]).toBeCloseTo(4, 5);
+  });
+});
+
+describe("int3 (stored in the int4 layout)", async () => {
+  const ctx = await gpuContext();
+  it("GPU RTN int3 asym/sym packs bit-exactly like the CPU reference, equals the fake quantizer, and runs in qmatmul", async () => {
+    const { quantizeRtn, downloadPacked, destroyPacked } = await import("../../src/quant/rtn.ts");
+    const { packRef, quantizeRef } = await import("../../src/ref/quant.ts");
+    const { qmatmul } = await import("../../src/quant/matmul.ts");
+    const { matmulRef } = await import("../../src/ref/matmul.ts");
+    const N = 20, K = 172;
+    const w = randomF32(N * K, 31, -0.3, 0.2);
+    for (const sym of [false, true]) {
+      const wt = GpuTensor.fromHost(ctx.gpu, w, [N, K], "f32", "w3");
+      const q = await quantizeRtn(ctx, wt, { bits: 3, groupSize: 32, sym });
+      const host = await downloadPacked(q);
+      const ref = packRef(quantizeRef(w, quantSpec(3, N, K, 32, sym)));
+      expect(Array.from(host.qweight)).toEqual(Array.from(ref.qweight));
+      expect(Array.from(host.scales)).toEqual(Array.from(ref.scales));
+      const deq = dequantizeRef(ref);
+      const codes = quantizeRef(w, quantSpec(3, N, K, 32, sym)).codes;
+      expect(Math.max(...codes)).toBeLessThanOrEqual(sym ? 11 : 7);
+      expect(Array.from(fakeQuantRef(w, N, K, { bits: 3, G: 32, sym }))).toEqual(Array.from(deq));
+      const M = 3;
+      const x = randomF32(M * K, 32);
+      const xt = GpuTensor.fromHost(ctx.gpu, x, [M, K], "f32", "x");
+      const yt = GpuTensor.empty(ctx.gpu, [M, N], "f32", "y");
+      const b = new CommandBatch(ctx.gpu);
+      await qmatmul(ctx, b, xt, q, yt);
+      b.submit();
+      const y = (await yt.toHost()) as Float32Array;
+      const yr = matmulRef(x, deq, M, N, K);
+      for (let i = 0; i < y.length; i++) expect(Math.abs(y[i] - yr[i])).toBeLessThan(1e-4);
+      destroyPacked(q);
+      for (const t of [wt, xt, yt]) t.destroy();
+    }
+  });
+});

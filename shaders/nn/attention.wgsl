@@ -8,7 +8,7 @@
 // tokens; query t attends rows floor(t / seq) * seq ..= t only.
 //
 // Entry:     main
-// Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64
+// Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64; override HEAD_DIM: u32 (= D, <= 128)
 // Grid:      (ceil(T * Hq / WG_SIZE), 1, 1) folded into (x, y) when large (host: Kernel.grid1d);
 //            one invocation = one (token, head); no workgroup memory, no barriers
 // Bindings (group 0):
@@ -20,6 +20,9 @@
 // Reference: src/ref/llama.ts attentionRef
 
 override WG_SIZE: u32 = 64;
+// The head dimension as a pipeline constant: loops over it get a fixed trip count, so the
+// compiler keeps q and the accumulator in registers (must equal params.D).
+override HEAD_DIM: u32 = 64;
 const MAX_D: u32 = 128u;
 
 struct Params {
@@ -47,7 +50,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   }
   let t = idx / params.Hq;
   let h = idx % params.Hq;
-  let D = params.D;
+  let D = HEAD_DIM;
   let kvh = h / (params.Hq / params.Hkv);
   let qb = idx * D;
   var qv: array<f32, MAX_D>;

@@ -18,7 +18,7 @@ import { destroyPacked, downloadPacked, quantizeRtn } from "./rtn.ts";
 
 export interface QuantizeOptions {
   method: "rtn" | "awq";
-  bits: 4 | 8 | 16;
+  bits: 3 | 4 | 8 | 16;
   groupSize?: number;
   sym?: boolean;
   /** Replace an existing output folder. */
@@ -128,7 +128,7 @@ export async function quantizeModel(
     seconds.total = (performance.now() - t0) / 1000;
     const report: QuantizeReport = {
       model: srcDir, out: outDir, method: opts.method, bits: opts.bits,
-      group_size: opts.bits === 4 ? (opts.groupSize ?? 128) : null, sym: opts.bits === 8 || !!opts.sym,
+      group_size: opts.bits <= 4 ? (opts.groupSize ?? 128) : null, sym: opts.bits === 8 || !!opts.sym,
       device: ctx.gpu.adapterInfo.description, seconds,
       bytes_in: ck.sizeOnDisk, bytes_out: (await fsp.stat(out.file("model.safetensors"))).size,
       tensors: listing, ...opts.report,

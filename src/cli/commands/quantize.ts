@@ -5,11 +5,15 @@ import { Command, Option } from "commander";
 import { UsageError } from "../../errors.ts";
 import { createContext } from "../../gpu/context.ts";
 import { quantizeModel } from "../../quant/quantize.ts";
+import { awqTransform, type AwqBlockReport } from "../../quant/awq.ts";
+import { calibrationBlocks } from "../../quant/calib_data.ts";
+import { TextTokenizer } from "../../io/tokenizer.ts";
 import { intOption, progressLine } from "../util.ts";
 
 interface QuantizeCliOptions {
   model: string; out: string; method: "rtn" | "awq"; bits: string; groupSize: number; sym?: boolean;
   force?: boolean; quiet?: boolean; json?: boolean;
+  calib?: string; samples: number; seqLen: number; seed: number; duo?: boolean; clip: boolean; clipTokens: number;
 }
 
 export function quantizeCommand(): Command {
@@ -17,28 +21,71 @@ export function quantizeCommand(): Command {
     .description("quantize a model's linear layers (RTN) and save it in webgpu-quant's packed format")
     .requiredOption("--model <dir>", "Hugging Face model folder (fp32/fp16/bf16 safetensors)")
     .requiredOption("--out <dir>", "output folder (written atomically; must not exist unless --force)")
-    .addOption(new Option("--method <m>", "quantization method").choices(["rtn"]).default("rtn"))
-    .addOption(new Option("--bits <b>", "4 (group-wise), 8 (per channel) or 16 (fp16 cast of every tensor)").choices(["4", "8", "16"]).default("4"))
+    .addOption(new Option("--method <m>", "rtn: round to nearest; awq: activation-aware scales and clipping, then RTN").choices(["rtn", "awq"]).default("rtn"))
+    .addOption(new Option("--bits <b>", "3 or 4 (group-wise), 8 (per channel) or 16 (fp16 cast of every tensor)").choices(["3", "4", "8", "16"]).default("4"))
     .option("--group-size <g>", "int4 group size along the input dimension", intOption("--group-size", 8), 128)
     .option("--sym", "int4 symmetric (levels -8..7, no zero points)")
+    .option("--calib <file>", "AWQ calibration text (blank-line separated documents, JSONL or a folder)")
+    .option("--samples <n>", "AWQ calibration blocks", intOption("--samples", 1), 128)
+    .option("--seq-len <n>", "tokens per calibration block", intOption("--seq-len", 2), 512)
+    .option("--seed <n>", "seed of the calibration block draw", intOption("--seed", 0), 42)
+    .option("--no-clip", "AWQ without the clip search")
+    .option("--clip-tokens <n>", "tokens sampled for the clip search", intOption("--clip-tokens", 1), 512)
     .option("--force", "replace an existing output folder")
     .option("--json", "print the report as one JSON object")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq quantize --model ../shared/models/stories260K --bits 4 --group-size 32 --out out/s260k-int4-g32\n  wgq quantize --model models/llama --bits 8 --out out/llama-int8")
     .action(async (o: QuantizeCliOptions) => {
-      const bits = Number(o.bits) as 4 | 8 | 16;
-      if (bits === 4 && o.groupSize % 8) throw new UsageError(`--group-size must be a multiple of 8 (got ${o.groupSize})`);
+      const bits = Number(o.bits) as 3 | 4 | 8 | 16;
+      if (bits <= 4 && o.groupSize % 8) throw new UsageError(`--group-size must be a multiple of 8 (got ${o.groupSize})`);
+      if (o.method === "awq" && !o.calib) throw new UsageError("--method awq needs --calib <file> (calibration text)");
+      if (o.method === "awq" && bits === 16) throw new UsageError("AWQ quantizes to 3, 4 or 8 bits");
       const ctx = await createContext();
-      const progress = progressLine(o.quiet || o.json ? null : "quantize");
+      const quiet = o.quiet || o.json;
+      const progress = progressLine(quiet ? null : "pack");
+      let awqBlocks: AwqBlockReport[] = [];
+      const transform = o.method === "awq"
+        ? async (config: Parameters<typeof awqTransform>[1], read: Parameters<typeof awqTransform>[2]) => {
+          const tok = await TextTokenizer.fromHF(o.model);
+          const blocks = await calibrationBlocks(tok, o.calib!, o.samples, o.seqLen, o.seed);
+          const phase = progressLine(quiet ? null : "awq");
+          const r = await awqTransform(ctx, config, read, {
+            bits, groupSize: bits === 8 ? 1 << 30 : o.groupSize, sym: bits === 8 ? true : !!o.sym, clip: o.clip, clipTokens: o.clipTokens,
+            tokens: blocks.tokens, seqLen: o.seqLen,
+            onPhase: (l, ph, d, n) => phase?.(l * 1000 + Math.round((1000 * (["scales qkv", "scales v_o", "scales gate_up", "scales down", "clip"].indexOf(ph) + d / n)) / 5), config.numLayers * 1000),
+          });
+          awqBlocks = r.blocks;
+          return r.weights;
+        }
+        : undefined;
       const r = await quantizeModel(ctx, o.model, o.out, {
         method: o.method, bits, groupSize: o.groupSize, sym: o.sym, force: o.force,
         onTensor: (d, n) => progress?.(d, n),
-      });
+        report: o.method === "awq" ? { calibration: { file: o.calib, samples: o.samples, seq_len: o.seqLen, seed: o.seed }, clip: o.clip, get awq() { return awqBlocks; } } : undefined,
+      }, transform);
       ctx.gpu.destroy();
+      if (o.method === "awq" && !o.json) process.stdout.write(formatAwq(awqBlocks) + "\n");
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
       else {
         const spec = bits === 16 ? "fp16" : bits === 8 ? "int8 per-channel sym" : `int4 ${o.sym ? "sym" : "asym"} g${o.groupSize}`;
         process.stdout.write(`${o.model} -> ${o.out}: ${spec} (${o.method}), ${(r.bytes_in / 1e6).toFixed(2)} MB -> ${(r.bytes_out / 1e6).toFixed(2)} MB in ${r.seconds.total.toFixed(1)} s\n`);
       }
     });
+}
+
+function formatAwq(blocks: AwqBlockReport[]): string {
+  const lines = ["block  group     alpha  loss RTN      loss AWQ      | clip: linear  loss before -> after", ""];
+  lines.pop();
+  for (const b of blocks) {
+    const n = Math.max(b.groups.length, b.clip.length);
+    for (let i = 0; i < n; i++) {
+      const g = b.groups[i];
+      const c = b.clip[i];
+      const left = g ? `${String(b.layer).padStart(5)}  ${g.group.padEnd(8)}  ${g.alpha.toFixed(2)}  ${g.loss_rtn.toExponential(3).padEnd(12)}  ${g.loss_best.toExponential(3).padEnd(12)}` : " ".repeat(53);
+      const right = c ? `| ${c.linear.padEnd(18)} ${c.loss_before.toExponential(3)} -> ${c.loss_after.toExponential(3)}` : "";
+      lines.push(`${left}  ${right}`);
+    }
+    lines.push(`       (${b.seconds.toFixed(1)} s)`);
+  }
+  return lines.join("\n");
 }

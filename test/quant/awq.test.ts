@@ -124,3 +124,50 @@ describe("int3 (stored in the int4 layout)", async () => {
     }
   });
 });
+
+describe("awqTransform on a small synthetic model", async () => {
+  const ctx = await gpuContext();
+  const { parseConfig } = await import("../../src/model/config.ts");
+  const { syntheticWeights } = await import("../../src/model/synthetic.ts");
+  const { RefLlama } = await import("../../src/ref/llama.ts");
+  const { awqTransform } = await import("../../src/quant/awq.ts");
+  const { rng } = await import("../../src/ref/random.ts");
+  // MHA (Hq == Hkv) so every scale group, v -> o included, is exercised; outlier channels planted.
+  const c = parseConfig({ model_type: "llama", hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 4, vocab_size: 101, max_position_embeddings: 64 }, "synthetic");
+  const w = syntheticWeights(c, { seed: 3, outliers: 3, outlierGain: 12 });
+  const r = rng(17);
+  const L = 32;
+  const tokens = Uint32Array.from({ length: 8 * L }, () => Math.floor(r() * c.vocabSize));
+  const read = async (n: string) => {
+    const t = w.get(n);
+    if (!t) throw new Error(`no ${n}`);
+    return t;
+  };
+
+  it("folding the chosen scales leaves the fp model's function unchanged (no clip)", async () => {
+    const base = ctx.gpu.stats.liveBytes;
+    const out = await awqTransform(ctx, c, read, { bits: 4, groupSize: 32, sym: false, clip: false, tokens, seqLen: L });
+    expect(ctx.gpu.stats.liveBytes).toBe(base);
+    const folded = new Map(w);
+    for (const [k, v] of out.weights) folded.set(k, v);
+    const ids = Array.from(tokens.subarray(0, L));
+    const a = new RefLlama(c, w, L).forward(ids);
+    const b = new RefLlama(c, folded, L).forward(ids);
+    let num = 0, den = 0;
+    for (let i = 0; i < a.length; i++) { num += (a[i] - b[i]) ** 2; den += a[i] ** 2; }
+    const groups = out.blocks.flatMap((bl) => bl.groups);
+    console.log(`folding: relative logit change ${Math.sqrt(num / den).toExponential(2)}; alphas ${groups.map((g) => `${g.group}=${g.alpha}`).join(" ")}`);
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+    expect(groups.map((g) => g.group)).toEqual(["qkv", "v_o", "gate_up", "down", "qkv", "v_o", "gate_up", "down"]);
+    expect(groups.some((g) => g.alpha > 0)).toBe(true); // the outliers make scaling pay
+    for (const g of groups) expect(g.loss_best).toBeLessThanOrEqual(g.loss_rtn); // α = 0 is in the grid
+  });
+
+  it("with clipping, the clip search never increases its loss", async () => {
+    const out = await awqTransform(ctx, c, read, { bits: 4, groupSize: 32, sym: false, tokens, seqLen: L, clipTokens: 64 });
+    for (const b of out.blocks) {
+      expect(b.clip.map((x) => x.linear)).toEqual(["self_attn.v_proj", "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]);
+      for (const x of b.clip) expect(x.loss_after).toBeLessThanOrEqual(x.loss_before);
+    }
+  });
+});

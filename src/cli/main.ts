@@ -5,6 +5,7 @@
 import { Command, CommanderError } from "commander";
 import { WgqError } from "../errors.ts";
 import { calibrateCommand } from "./commands/calibrate.ts";
+import { demoCommand } from "./commands/demo.ts";
 import { doctorCommand } from "./commands/doctor.ts";
 import { evalCommand } from "./commands/eval.ts";
 import { generateCommand } from "./commands/generate.ts";
@@ -23,6 +24,7 @@ program.addCommand(generateCommand());
 program.addCommand(inspectCommand());
 program.addCommand(calibrateCommand());
 program.addCommand(quantizeCommand());
+program.addCommand(demoCommand());
 
 try {
   await program.parseAsync(process.argv);

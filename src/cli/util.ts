@@ -1,6 +1,7 @@
-// cli/util.ts — option parsers and a progress line shared by the commands.
+// cli/util.ts — option parsers, progress display and interrupt handling shared by the commands.
 
 import { InvalidArgumentError } from "commander";
+import cliProgress from "cli-progress";
 
 export function intOption(name: string, min: number) {
   return (v: string): number => {
@@ -18,23 +19,41 @@ export function floatOption(name: string, min: number) {
   };
 }
 
-/** A progress reporter on stderr: one updating line on a terminal, a line per 10 % otherwise; null = silent. */
-export function progressLine(label: string | null): ((done: number, total: number) => void) | null {
+/** Whether stderr is an interactive terminal (bin/wgq.mjs passes it through WGQ_STDERR_TTY). */
+export function stderrIsTTY(): boolean {
+  return !!process.stderr.isTTY || process.env.WGQ_STDERR_TTY === "1";
+}
+
+/**
+ * Progress of one phase on stderr: a cli-progress bar with ETA on a terminal, one line per 10 %
+ * otherwise; null label = silent. Call with (done, total, detail?).
+ */
+export function progressLine(label: string | null): ((done: number, total: number, detail?: string) => void) | null {
   if (!label) return null;
-  const tty = process.stderr.isTTY || process.env.WGQ_STDERR_TTY === "1";
+  if (stderrIsTTY()) {
+    const bar = new cliProgress.SingleBar(
+      { format: `${label.padEnd(9)} [{bar}] {percentage}% | {value}/{total} | ETA {eta_formatted} | {detail}`, stream: process.stderr, hideCursor: true, etaBuffer: 20, noTTYOutput: false },
+      cliProgress.Presets.shades_classic,
+    );
+    let started = false;
+    return (done, total, detail = "") => {
+      if (!started) {
+        bar.start(total, 0, { detail });
+        started = true;
+      }
+      bar.setTotal(total);
+      bar.update(done, { detail });
+      if (done >= total) bar.stop();
+    };
+  }
   const t0 = performance.now();
   let lastDecile = -1;
-  return (done, total) => {
+  return (done, total, detail) => {
+    const d = Math.floor((10 * done) / total);
+    if (d === lastDecile) return;
+    lastDecile = d;
     const el = (performance.now() - t0) / 1000;
     const eta = done ? (el / done) * (total - done) : 0;
-    const msg = `${label} ${done}/${total} (${((100 * done) / total).toFixed(0)} %, ${el.toFixed(1)} s, ETA ${eta.toFixed(1)} s)`;
-    if (tty) process.stderr.write(`\r${msg}${done === total ? "\n" : ""}`);
-    else {
-      const d = Math.floor((10 * done) / total);
-      if (d !== lastDecile) {
-        lastDecile = d;
-        process.stderr.write(msg + "\n");
-      }
-    }
+    process.stderr.write(`${label} ${done}/${total} (${((100 * done) / total).toFixed(0)} %, ${el.toFixed(1)} s, ETA ${eta.toFixed(1)} s)${detail ? ` ${detail}` : ""}\n`);
   };
 }

@@ -50,6 +50,8 @@ export interface WeightSource {
   readF32(name: string): Promise<Float32Array>;
   /** The packed weight of linear `name` (without ".weight") of shape [N, K], when stored quantized. */
   readPacked?(name: string, N: number, K: number): Promise<HostPackedWeight | null>;
+  /** Releases files; called when nothing more will be read. */
+  close?(): Promise<void>;
 }
 
 /** Seen by hooks: the input activation of a group of linears that share it, on the GPU. */
@@ -111,8 +113,14 @@ export class LlamaModel {
         return (await ckpt.read(n, "f32")).data as Float32Array;
       },
       readPacked: async (n, N, K) => (qc && ckpt.has(`${n}.qweight`) ? readPacked(ckpt, n, qc, N, K) : null),
+      close: () => ckpt.close(),
     };
-    return LlamaModel.fromSource(ctx, config, source, opts);
+    try {
+      return await LlamaModel.fromSource(ctx, config, source, opts);
+    } catch (e) {
+      await ckpt.close();
+      throw e;
+    }
   }
 
   /** Builds a model from any weight source (a checkpoint, a synthetic model, a quantized export). */
@@ -134,6 +142,7 @@ export class LlamaModel {
     const invFreq = GpuTensor.fromHost(ctx.gpu, ropeInvFreq(config), [config.headDim / 2], "f32", "rope.inv_freq");
     const blocks: (BlockWeights | null)[] = [];
     for (let l = 0; l < config.numLayers; l++) blocks.push(full.streaming ? null : await loadBlock(ctx, config, source, l, full.weightDtype));
+    if (!full.streaming) await source.close?.(); // every weight is on the GPU
     return new LlamaModel(ctx, config, full, source, embed, norm, head, invFreq, blocks);
   }
 
@@ -241,6 +250,7 @@ export class LlamaModel {
     this.head.destroy();
     this.invFreq.destroy();
     this.#state.destroy();
+    if (this.opts.streaming) void this.source.close?.();
   }
 
   #check(): void {

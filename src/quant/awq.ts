@@ -47,7 +47,8 @@ export interface AwqOptions {
   seqLen: number;
   /** Sequences per chunk (default: as many as keep a chunk's widest activation in one binding). */
   chunkSeqs?: number;
-  onPhase?: (layer: number, phase: string, done: number, total: number) => void;
+  /** Progress over the whole run: steps done / total, and what is being done. */
+  onProgress?: (done: number, total: number, detail: string) => void;
 }
 
 export interface AwqGroupReport {
@@ -80,6 +81,9 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
 
   const weights = new Map<string, Float32Array>();
   const blocks: AwqBlockReport[] = [];
+  const groupsPerBlock = 3 + (c.numHeads === c.numKvHeads ? 1 : 0);
+  const stepsPerBlock = 1 + groupsPerBlock * (opts.grid ?? 20) + (opts.clip === false ? 0 : 5);
+  const progress = { done: 0, total: stepsPerBlock * c.numLayers, tick(detail: string) { this.done++; opts.onProgress?.(this.done, this.total, detail); } };
   const invFreq = GpuTensor.fromHost(gpu, ropeInvFreq(c), [c.headDim / 2], "f32", "awq.inv_freq");
   // Block inputs, chunk by chunk: the embeddings of the calibration tokens.
   let X: GpuTensor[] = [];
@@ -99,7 +103,7 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
   try {
     for (let l = 0; l < c.numLayers; l++) {
       const t0 = performance.now();
-      const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, opts);
+      const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, opts, progress);
       for (const x of X) x.destroy();
       X = next;
       for (const [k, v] of tensors) weights.set(k, v);
@@ -123,7 +127,7 @@ interface Lin {
 
 async function awqBlock(
   ctx: GpuContext, c: LlamaConfig, read: Read, l: number, X: GpuTensor[], chunks: { first: number; n: number }[],
-  invFreq: GpuTensor, opts: AwqOptions,
+  invFreq: GpuTensor, opts: AwqOptions, progress: { tick(detail: string): void },
 ): Promise<{ report: AwqBlockReport; next: GpuTensor[]; tensors: Map<string, Float32Array> }> {
   const { gpu } = ctx;
   const L = opts.seqLen;
@@ -225,6 +229,7 @@ async function awqBlock(
       });
     }
     const tokens = acts.reduce((s, a) => s + a.M, 0);
+    progress.tick(`block ${l}: fp pass`);
     const meanAbs = async (t: GpuTensor) => {
       const s = (await t.toHost()) as Float32Array;
       return Float32Array.from({ length: s.length / 4 }, (_, i) => s[i * 4 + 1] / tokens);
@@ -260,7 +265,7 @@ async function awqBlock(
         });
         const r = (await lossT[i].toHost()) as Float32Array;
         losses.push(r[3] / (tokens * H));
-        opts.onPhase?.(l, `scales ${group}`, i + 1, grid);
+        progress.tick(`block ${l}: scales ${group} α=${(i / grid).toFixed(2)}`);
       }
       let best = 0;
       for (let i = 1; i < grid; i++) if (losses[i] < losses[best]) best = i;
@@ -318,7 +323,7 @@ async function awqBlock(
         await run("clip", (b) => applyClip(ctx, b, li.w, r.maxVal, spec));
         r.maxVal.destroy();
         report.clip.push({ linear: li.name.slice(p.length), loss_before: r.lossBefore, loss_after: r.lossAfter });
-        opts.onPhase?.(l, "clip", report.clip.length, 5);
+        progress.tick(`block ${l}: clip ${li.name.slice(p.length)}`);
       }
     }
 

@@ -8,7 +8,13 @@
 //   subgroup    quant/matmul_q_sg.wgsl       GPU, M <= 8, `subgroups`, subgroupMinSize >= 8 f32
 //   dp4a        quant/matmul_q_dp4a.wgsl     GPU, M <= 8, packed_4x8_integer_dot_product,   f32
 //                                            int4 G % 32 == 0, int8Activations not false
-// (auto order for a GPU GEMV: dp4a, then subgroup, then tiled)
+//   kmajor      quant/kmajor.wgsl            CPU adapter, M <= 8, weight in one binding      f32
+//   kmajor_dp4a quant/kmajor_dp4a.wgsl       CPU adapter, M <= 8, int8Activations: true,     f32
+//                                            as dp4a's conditions
+// (auto order for a GPU GEMV: dp4a, then subgroup, then tiled; for a CPU GEMV: kmajor_dp4a when
+// int8Activations is true, then kmajor, then tiled)
+// The kmajor variants run on a K-major copy of the weight made once and cached (src/quant/kmajor.ts);
+// it is freed with the weight (destroyPacked) or by releaseKMajor().
 //
 // dp4a quantizes x to int8 per block of 32 on the fly (≈4e-3 relative error, like ORT's
 // accuracy_level 4 or llama.cpp's q8_1 activations); pass { int8Activations: false } for results
@@ -20,15 +26,22 @@ import type { Gpu } from "../gpu/device.ts";
 import type { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { groupsPerRow, type QuantSpec, wordsPerRow } from "./formats.ts";
+import { KMAJOR_VARIANTS, kmajorMatmul, kmajorUnavailable, type KMajorVariant } from "./kmajor.ts";
 import type { GpuPackedWeight } from "./rtn.ts";
 
 export type QMatmulVariant = "tiled" | "tiled_f16" | "subgroup" | "dp4a";
 export const QMATMUL_VARIANTS: readonly QMatmulVariant[] = ["tiled", "tiled_f16", "subgroup", "dp4a"];
+/** Every variant qmatmul can run: the canonical-layout kernels and the K-major GEMVs of kmajor.ts. */
+export type QMatmulAnyVariant = QMatmulVariant | KMajorVariant;
+export const QMATMUL_ALL_VARIANTS: readonly QMatmulAnyVariant[] = [...QMATMUL_VARIANTS, ...KMAJOR_VARIANTS];
 
 export interface QMatmulOptions {
   /** Force a variant (throws when the device or the shapes rule it out). */
-  variant?: QMatmulVariant;
-  /** Allow the dp4a GEMV, which rounds x to int8 per 32-block (default true). */
+  variant?: QMatmulAnyVariant;
+  /**
+   * Allow the dp4a GEMVs, which round x to int8 per 32-block: on GPUs dp4a is used unless this is
+   * false; on CPU adapters kmajor_dp4a only when it is true (the default there stays exact).
+   */
   int8Activations?: boolean;
   /** Cap on the bytes of qweight bound per dispatch (tests use it to force several windows). */
   maxWindowBytes?: number;
@@ -42,7 +55,8 @@ export const GEMV_MAX_M = 8;
 // ---------------------------------------------------------------------------------------------
 
 /** Why `variant` cannot run x (M, ·) of dtype `xType` against `w` on this device, or null when it can. */
-export function variantUnavailable(gpu: Gpu, variant: QMatmulVariant, w: QuantSpec, M: number, xType: "f32" | "f16"): string | null {
+export function variantUnavailable(gpu: Gpu, variant: QMatmulAnyVariant, w: QuantSpec, M: number, xType: "f32" | "f16"): string | null {
+  if (variant === "kmajor" || variant === "kmajor_dp4a") return kmajorUnavailable(gpu, variant, w, M, xType);
   if (variant === "tiled_f16") {
     if (xType !== "f16") return "tiled_f16 takes f16 activations";
     return gpu.has("shader-f16") ? null : "the device lacks shader-f16";
@@ -57,12 +71,15 @@ export function variantUnavailable(gpu: Gpu, variant: QMatmulVariant, w: QuantSp
 }
 
 /** The variant qmatmul() uses when none is forced. */
-export function chooseVariant(gpu: Gpu, w: QuantSpec, M: number, xType: "f32" | "f16", opts: QMatmulOptions = {}): QMatmulVariant {
+export function chooseVariant(gpu: Gpu, w: QuantSpec, M: number, xType: "f32" | "f16", opts: QMatmulOptions = {}): QMatmulAnyVariant {
   if (xType === "f16") return "tiled_f16";
   if (M > GEMV_MAX_M) return "tiled";
-  // CPU adapters (lavapipe): the no-barrier tiled kernel was as fast as or faster than this file's
-  // row-major dp4a and subgroup GEMVs (bench/quant/gemv.bench.ts), and exact, so it is the default.
-  if (gpu.adapterInfo.kind === "cpu") return "tiled";
+  // CPU adapters (lavapipe): GPU-shaped GEMVs lose to no-barrier kernels whose neighbouring
+  // invocations read neighbouring words; the K-major copy gives exactly that (wgq bench --only gemv).
+  if (gpu.adapterInfo.kind === "cpu") {
+    if (opts.int8Activations === true && !kmajorUnavailable(gpu, "kmajor_dp4a", w, M, xType)) return "kmajor_dp4a";
+    return kmajorUnavailable(gpu, "kmajor", w, M, xType) ? "tiled" : "kmajor";
+  }
   if (opts.int8Activations !== false && !variantUnavailable(gpu, "dp4a", w, M, xType)) return "dp4a";
   if (gpu.adapterInfo.subgroupMinSize >= 8 && !variantUnavailable(gpu, "subgroup", w, M, xType)) return "subgroup";
   return "tiled";
@@ -79,7 +96,7 @@ export async function qmatmul(
   w: GpuPackedWeight,
   y: GpuTensor,
   opts: QMatmulOptions = {},
-): Promise<QMatmulVariant> {
+): Promise<QMatmulAnyVariant> {
   const { gpu } = ctx;
   const [M, K] = x.shape;
   const { N } = w;
@@ -93,10 +110,15 @@ export async function qmatmul(
   const why = variantUnavailable(gpu, variant, w, M, xType);
   if (why) {
     const msg = `qmatmul variant '${variant}' cannot run here: ${why}`;
-    const hint = `variants that can: ${QMATMUL_VARIANTS.filter((v) => !variantUnavailable(gpu, v, w, M, xType)).join(", ")}`;
+    const hint = `variants that can: ${QMATMUL_ALL_VARIANTS.filter((v) => !variantUnavailable(gpu, v, w, M, xType)).join(", ")}`;
     throw /lacks/.test(why) ? new DeviceCapabilityError(msg, { hint }) : new UsageError(msg, hint);
   }
   if (M === 0) return variant;
+  if (variant === "kmajor" || variant === "kmajor_dp4a") {
+    if (opts.maxWindowBytes) throw new UsageError(`qmatmul variant '${variant}' binds the whole weight; maxWindowBytes applies to the canonical-layout variants`);
+    await kmajorMatmul(ctx, batch, x, w, y, variant);
+    return variant;
+  }
 
   const KW = wordsPerRow(w);
   const ng = groupsPerRow(w);

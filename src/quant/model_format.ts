@@ -16,7 +16,7 @@
 // quantization_config: { quant_method: "webgpu-quant", method: "rtn" | "awq", bits, group_size,
 //   sym, layout: "wgq-packed-v1", modules: [linear names], lm_head_quantized: false }
 
-import { promises as fsp } from "node:fs";
+import { promises as fsp, rmSync } from "node:fs";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { InputError, OutputError } from "../errors.ts";
@@ -87,6 +87,24 @@ export async function readPacked(ck: SafetensorsCheckpoint, name: string, qc: Qu
   return { ...spec, qweight: new Uint32Array(qw.buffer, qw.byteOffset, qw.byteLength / 4).slice(), scales, zeros };
 }
 
+/** Folders being written now: removed if the process is interrupted (Ctrl-C, SIGTERM). */
+const live = new Set<AtomicDir>();
+let handlersInstalled = false;
+
+function installInterruptCleanup(): void {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  for (const sig of ["SIGINT", "SIGTERM"] as const) {
+    process.on(sig, () => {
+      for (const d of live) {
+        rmSync(d.tmp, { recursive: true, force: true });
+        process.stderr.write(`\ninterrupted: ${d.dest} was not written (no partial output left behind)\n`);
+      }
+      process.exit(sig === "SIGINT" ? 130 : 143);
+    });
+  }
+}
+
 /**
  * An output folder written atomically: files go to a hidden sibling folder, which is renamed onto
  * `dest` by commit(). abort() (or a crash) leaves no partial `dest`. An existing `dest` is an
@@ -108,7 +126,10 @@ export class AtomicDir {
     });
     const tmp = path.join(parent, `.${path.basename(abs)}.partial-${process.pid}-${randomBytes(4).toString("hex")}`);
     await fsp.mkdir(tmp);
-    return new AtomicDir(abs, tmp, !!opts.overwrite);
+    const d = new AtomicDir(abs, tmp, !!opts.overwrite);
+    installInterruptCleanup();
+    live.add(d);
+    return d;
   }
 
   /** Path of `name` inside the temporary folder. */
@@ -130,6 +151,7 @@ export class AtomicDir {
   }
 
   async commit(): Promise<void> {
+    live.delete(this);
     if (this.overwrite) {
       const old = `${this.tmp}.old`;
       const had = await fsp.rename(this.dest, old).then(() => true, () => false);
@@ -141,6 +163,7 @@ export class AtomicDir {
   }
 
   async abort(): Promise<void> {
+    live.delete(this);
     await fsp.rm(this.tmp, { recursive: true, force: true });
   }
 }

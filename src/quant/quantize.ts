@@ -15,6 +15,16 @@ import { expectedTensors, loadConfig, type LlamaConfig } from "../model/config.t
 import { specName, quantSpec, packedBytes, type QuantBits } from "./formats.ts";
 import { AtomicDir, LAYOUT, packedTensors, type QuantizationConfig } from "./model_format.ts";
 import { destroyPacked, downloadPacked, quantizeRtn } from "./rtn.ts";
+import { reportHtml } from "./report.ts";
+
+/** Rewrites report.json and report.html of a finished output folder (each file replaced atomically). */
+export async function updateReport(dir: string, report: QuantizeReport): Promise<void> {
+  for (const [name, text] of [["report.json", JSON.stringify(report, null, 2) + "\n"], ["report.html", reportHtml(report)]]) {
+    const tmp = path.join(dir, `.${name}.tmp-${process.pid}`);
+    await fsp.writeFile(tmp, text);
+    await fsp.rename(tmp, path.join(dir, name));
+  }
+}
 
 export interface QuantizeOptions {
   method: "rtn" | "awq";
@@ -134,6 +144,7 @@ export async function quantizeModel(
       tensors: listing, ...opts.report,
     };
     await out.writeJson("report.json", report);
+    await fsp.writeFile(out.file("report.html"), reportHtml(report));
     await out.commit();
     return report;
   } catch (e) {

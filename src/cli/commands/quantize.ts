@@ -4,7 +4,10 @@
 import { Command, Option } from "commander";
 import { UsageError } from "../../errors.ts";
 import { createContext } from "../../gpu/context.ts";
-import { quantizeModel } from "../../quant/quantize.ts";
+import { quantizeModel, updateReport } from "../../quant/quantize.ts";
+import { readDocuments } from "../../io/data.ts";
+import { evaluate, tokenStream, windows } from "../../model/eval.ts";
+import { LlamaModel } from "../../model/llama.ts";
 import { awqTransform, type AwqBlockReport } from "../../quant/awq.ts";
 import { calibrationBlocks } from "../../quant/calib_data.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
@@ -14,6 +17,7 @@ interface QuantizeCliOptions {
   model: string; out: string; method: "rtn" | "awq"; bits: string; groupSize: number; sym?: boolean;
   force?: boolean; quiet?: boolean; json?: boolean;
   calib?: string; samples: number; seqLen: number; seed: number; duo?: boolean; clip: boolean; clipTokens: number;
+  eval?: string; evalWindows: number; evalCtx: number;
 }
 
 export function quantizeCommand(): Command {
@@ -31,6 +35,9 @@ export function quantizeCommand(): Command {
     .option("--seed <n>", "seed of the calibration block draw", intOption("--seed", 0), 42)
     .option("--no-clip", "AWQ without the clip search")
     .option("--clip-tokens <n>", "tokens sampled for the clip search", intOption("--clip-tokens", 1), 512)
+    .option("--eval <file>", "evaluate perplexity and KL vs the fp model after quantizing (into the report)")
+    .option("--eval-windows <n>", "windows evaluated by --eval", intOption("--eval-windows", 1), 32)
+    .option("--eval-ctx <n>", "tokens per --eval window", intOption("--eval-ctx", 2), 256)
     .option("--force", "replace an existing output folder")
     .option("--json", "print the report as one JSON object")
     .option("--quiet", "no progress output")
@@ -52,7 +59,7 @@ export function quantizeCommand(): Command {
           const r = await awqTransform(ctx, config, read, {
             bits, groupSize: bits === 8 ? 1 << 30 : o.groupSize, sym: bits === 8 ? true : !!o.sym, clip: o.clip, clipTokens: o.clipTokens,
             tokens: blocks.tokens, seqLen: o.seqLen,
-            onPhase: (l, ph, d, n) => phase?.(l * 1000 + Math.round((1000 * (["scales qkv", "scales v_o", "scales gate_up", "scales down", "clip"].indexOf(ph) + d / n)) / 5), config.numLayers * 1000),
+            onProgress: (d, n, detail) => phase?.(d, n, detail),
           });
           awqBlocks = r.blocks;
           return r.weights;
@@ -63,6 +70,20 @@ export function quantizeCommand(): Command {
         onTensor: (d, n) => progress?.(d, n),
         report: o.method === "awq" ? { calibration: { file: o.calib, samples: o.samples, seq_len: o.seqLen, seed: o.seed }, clip: o.clip, get awq() { return awqBlocks; } } : undefined,
       }, transform);
+      if (o.eval) {
+        const tok = await TextTokenizer.fromHF(o.model);
+        const wins = windows(tokenStream(tok, (await readDocuments(o.eval)).map((d) => d.text)), o.evalCtx, o.evalWindows);
+        const per = Math.min(8, wins.length);
+        const fp = await LlamaModel.load(ctx, o.model, { maxTokens: per * o.evalCtx });
+        const qm = await LlamaModel.load(ctx, o.out, { maxTokens: per * o.evalCtx });
+        const before = await evaluate(ctx, fp, wins, { perForward: per });
+        const after = await evaluate(ctx, qm, wins, { ref: fp, perForward: per });
+        fp.destroy();
+        qm.destroy();
+        r.eval = { file: o.eval, windows: wins.length, ctx: o.evalCtx, before, after };
+        await updateReport(o.out, r);
+        if (!o.json) process.stdout.write(`eval on ${wins.length} windows of ${o.evalCtx}: perplexity ${before.ppl.toFixed(4)} (fp) -> ${after.ppl.toFixed(4)}, KL ${after.kl!.toFixed(5)}, top-1 ${(100 * after.top1).toFixed(2)} %\n`);
+      }
       ctx.gpu.destroy();
       if (o.method === "awq" && !o.json) process.stdout.write(formatAwq(awqBlocks) + "\n");
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");

@@ -10,7 +10,7 @@
 // Embeddings, lm_head and norms stay fp16 in every estimate.
 
 import { promises as fsp } from "node:fs";
-import { UsageError } from "../errors.ts";
+import { InputError, UsageError } from "../errors.ts";
 import { GGUFFile, configFromGGUF, hfNameOf } from "../io/gguf.ts";
 import { SafetensorsCheckpoint } from "../io/safetensors.ts";
 import { LINEAR_ROLES, type LlamaConfig, loadConfig, tensorRole } from "./config.ts";
@@ -137,7 +137,7 @@ export async function inspectModel(p: string): Promise<ModelSummary> {
       await g.close();
     }
   }
-  if (!isDir) throw new UsageError(`inspect: ${p} is neither a model folder nor a .gguf file`, "pass a Hugging Face model folder (config.json + *.safetensors) or a .gguf file");
+  if (!isDir) throw new InputError(p, undefined, "is neither a model folder nor a .gguf file", "pass a Hugging Face model folder (config.json + *.safetensors) or a .gguf file");
   const c = await loadConfig(p);
   const ck = await SafetensorsCheckpoint.open(p);
   try {

@@ -21,7 +21,9 @@ export interface SyntheticOptions {
 
 /** Hugging Face config.json objects of the built-in synthetic shapes. */
 export const SYNTHETIC_PRESETS: Record<string, Record<string, unknown>> = {
-  /** ~3.4M parameters: the `wgq demo` model. */
+  /** ~0.1M parameters: for tests of the whole pipeline. */
+  tiny: { hidden_size: 64, intermediate_size: 160, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 256 },
+  /** ~4M parameters: the `wgq demo` model. */
   demo: { hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, vocab_size: 2048 },
   /** Llama-3.2-1B-like: hidden 2048, 16 layers, 32/8 heads, intermediate 5632, vocab 32000 (~1.1B). */
   "1b": { hidden_size: 2048, intermediate_size: 5632, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, vocab_size: 32000 },

@@ -6,7 +6,7 @@
 import { promises as fsp } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { createContext, type GpuContext } from "../../gpu/context.ts";
 import { CommandBatch } from "../../gpu/encoder.ts";
 import { GpuTensor } from "../../gpu/tensor.ts";
@@ -27,18 +27,19 @@ export function demoCommand(): Command {
     .description("quantize a built-in synthetic model with RTN and AWQ, compare their KL divergence, and time int4 vs fp16")
     .option("--out <dir>", "keep the synthetic and quantized models here (default: a temporary folder, removed)")
     .option("--group-size <g>", "int4 group size", intOption("--group-size", 8), 64)
+    .addOption(new Option("--preset <name>", "synthetic model shape").choices(["tiny", "demo"]).default("demo"))
     .option("--seed <n>", "seed of the synthetic weights and tokens", intOption("--seed", 0), 1)
     .option("--json", "print one JSON object")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq demo\n  wgq demo --out demo-models --group-size 32")
-    .action(async (o: { out?: string; groupSize: number; seed: number; json?: boolean; quiet?: boolean }) => {
+    .action(async (o: { out?: string; groupSize: number; preset: string; seed: number; json?: boolean; quiet?: boolean }) => {
       const t0 = performance.now();
       const dir = o.out ? path.resolve(o.out) : await fsp.mkdtemp(path.join(os.tmpdir(), "wgq-demo-"));
       const say = (s: string) => { if (!o.quiet && !o.json) process.stderr.write(s + "\n"); };
       const ctx = await createContext();
       try {
         say(`building a synthetic Llama in ${dir}/fp ...`);
-        const config = await writeSyntheticModel(path.join(dir, "fp"), "demo", { seed: o.seed, outliers: 6, outlierGain: 25 });
+        const config = await writeSyntheticModel(path.join(dir, "fp"), o.preset, { seed: o.seed, outliers: 6, outlierGain: 25 });
         const params = 2 * config.vocabSize * config.hiddenSize + config.numLayers * (2 * config.hiddenSize * config.hiddenSize * 2 + 3 * config.hiddenSize * config.intermediateSize);
         // Token streams: Zipf-distributed ids (a few frequent tokens, a long tail), as text has.
         const r = rng(o.seed + 7);
@@ -70,10 +71,10 @@ export function demoCommand(): Command {
         const fpEval = await evaluate(ctx, fp, wins, { perForward: wins.length });
         fp.destroy();
 
-        say("timing one GEMV (M = 1, 2048 x 2048): int4 vs fp16 weights ...");
-        const gemv = await gemvRatio(ctx, 2048, o.groupSize);
+        say("timing one GEMV (M = 1): int4 vs fp16 weights ...");
+        const gemv = await gemvRatio(ctx, o.preset === "tiny" ? 256 : 2048, o.groupSize);
         const result = {
-          model: { preset: "demo", parameters: params, hidden: config.hiddenSize, layers: config.numLayers, vocab: config.vocabSize, synthetic: true },
+          model: { preset: o.preset, parameters: params, hidden: config.hiddenSize, layers: config.numLayers, vocab: config.vocabSize, synthetic: true },
           device: ctx.gpu.adapterInfo,
           fp: { ppl: fpEval.ppl, bytes: (await fsp.stat(path.join(dir, "fp", "model.safetensors"))).size },
           quantized: rows,
@@ -94,7 +95,7 @@ export function demoCommand(): Command {
           `fp32       ${mb(result.fp.bytes)}   -                       -                 -`,
           ...rows.map((x) => `${x.name.padEnd(10)} ${mb(x.bytes)}   ${x.kl.toFixed(5).padEnd(22)}  ${(100 * x.top1).toFixed(1).padStart(5)} %           ${x.seconds.toFixed(1)} s`),
           "",
-          `GEMV 2048x2048, M = 1: fp16 weights ${gemv.f16_ms.toFixed(2)} ms, int4 g${o.groupSize} ${gemv.int4_ms.toFixed(2)} ms (${(gemv.f16_ms / gemv.int4_ms).toFixed(1)}x, kernel '${gemv.variant}')`,
+          `GEMV ${gemv.n}x${gemv.n}, M = 1: fp16 weights ${gemv.f16_ms.toFixed(2)} ms, int4 g${o.groupSize} ${gemv.int4_ms.toFixed(2)} ms (${(gemv.f16_ms / gemv.int4_ms).toFixed(1)}x, kernel '${gemv.variant}')`,
           "",
           "The model is synthetic: its KL numbers show the mechanics (AWQ protects the outlier channels RTN",
           "rounds away), not the quality of a real model. The same on a real checkpoint:",
@@ -115,7 +116,7 @@ function mb(n: number): string {
 }
 
 /** Median time of y = x·Wᵀ for fp16 W vs packed int4 W, N = K = n, M = 1. */
-async function gemvRatio(ctx: GpuContext, n: number, G: number): Promise<{ f16_ms: number; int4_ms: number; variant: string }> {
+async function gemvRatio(ctx: GpuContext, n: number, G: number): Promise<{ n: number; f16_ms: number; int4_ms: number; variant: string }> {
   const { gpu } = ctx;
   const w = randomF32(n * n, 5, -0.05, 0.05);
   const x = GpuTensor.fromHost(gpu, randomF32(n, 6), [1, n], "f32", "demo.x");
@@ -140,7 +141,7 @@ async function gemvRatio(ctx: GpuContext, n: number, G: number): Promise<{ f16_m
   try {
     const f16_ms = await time((b) => matmul(ctx, b, x, w16, y));
     const int4_ms = await time(async (b) => { variant = await qmatmul(ctx, b, x, q, y); });
-    return { f16_ms, int4_ms, variant };
+    return { n, f16_ms, int4_ms, variant };
   } finally {
     destroyPacked(q);
     for (const t of [x, y, w16]) t.destroy();

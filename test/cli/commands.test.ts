@@ -1,0 +1,107 @@
+// Every wgq command on tiny inputs: help texts, --json shapes, exit codes for bad input.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync, copyFileSync, existsSync, readFileSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { describe, expect, it } from "vitest";
+
+const WGQ = fileURLToPath(new URL("../../bin/wgq.mjs", import.meta.url));
+const STORIES = fileURLToPath(new URL("../../../shared/models/stories260K", import.meta.url));
+const SAMPLE = fileURLToPath(new URL("../../../shared/data/tinystories-valid-sample.txt", import.meta.url));
+const run = (...args: string[]) => spawnSync(process.execPath, [WGQ, ...args], { encoding: "utf8", timeout: 300_000 });
+const tmp = mkdtempSync(join(tmpdir(), "wgq-cli-"));
+
+describe("wgq command line", () => {
+  it("--help lists every command, and each command's help has examples", () => {
+    const top = run("--help");
+    expect(top.status).toBe(0);
+    const commands = ["doctor", "inspect", "calibrate", "quantize", "eval", "generate", "demo"];
+    for (const c of commands) expect(top.stdout).toMatch(new RegExp(`^  ${c}\\b`, "m"));
+    for (const c of commands) {
+      const r = run(c, "--help");
+      expect(r.status, c).toBe(0);
+      expect(r.stdout, c).toMatch(/Examples:/);
+    }
+  });
+
+  it("inspect --json; a missing path exits 2 with one sentence and a hint, no stack", () => {
+    const r = run("inspect", STORIES, "--json");
+    expect(r.status).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.parameters ?? j.parameterCount ?? j.params).toBe(260032);
+    const bad = run("inspect", join(tmp, "nope"));
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/^error: .*nope/m);
+    expect(bad.stderr).toMatch(/^hint: /m);
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+  });
+
+  it("a corrupt safetensors file and an unsupported architecture exit 2 naming the file and field", () => {
+    const corrupt = join(tmp, "corrupt");
+    mkdirSync(corrupt);
+    copyFileSync(join(STORIES, "config.json"), join(corrupt, "config.json"));
+    copyFileSync(join(STORIES, "tokenizer.json"), join(corrupt, "tokenizer.json"));
+    writeFileSync(join(corrupt, "model.safetensors"), Buffer.from([8, 0, 0, 0, 0, 0, 0, 0, 123, 34, 120, 34]));
+    const r = run("eval", "--model", corrupt, "--data", SAMPLE, "--max-windows", "1");
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/model\.safetensors/);
+    const gpt2 = join(tmp, "gpt2");
+    mkdirSync(gpt2);
+    writeFileSync(join(gpt2, "config.json"), JSON.stringify({ model_type: "gpt2", architectures: ["GPT2LMHeadModel"], n_embd: 64 }));
+    const u = run("inspect", gpt2);
+    expect(u.status).toBe(2);
+    expect(u.stderr).toMatch(/gpt2/);
+    expect(u.stderr).toMatch(/llama/);
+  });
+
+  it("quantize --json, then eval --json and generate --json on the result; re-quantizing into it needs --force", () => {
+    const out = join(tmp, "int8");
+    const q = run("quantize", "--model", STORIES, "--bits", "8", "--out", out, "--json");
+    expect(q.status, q.stderr).toBe(0);
+    const rep = JSON.parse(q.stdout);
+    expect(rep.bits).toBe(8);
+    expect(rep.bytes_out).toBeLessThan(rep.bytes_in);
+    expect(existsSync(join(out, "report.html"))).toBe(true);
+    expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).quantization_config.bits).toBe(8);
+    const again = run("quantize", "--model", STORIES, "--bits", "8", "--out", out);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toMatch(/already exists/);
+    expect(readdirSync(tmp).filter((f) => f.includes("partial"))).toEqual([]);
+
+    const e = run("eval", "--model", out, "--ref", STORIES, "--data", SAMPLE, "--max-windows", "2", "--json");
+    expect(e.status, e.stderr).toBe(0);
+    const lines = e.stdout.trim().split("\n");
+    expect(lines.length).toBe(1);
+    const ej = JSON.parse(lines[0]);
+    for (const k of ["ppl", "tokens", "kl", "top1", "tokens_per_s"]) expect(typeof ej[k], k).toBe("number");
+    expect(ej.tokens).toBe(510);
+    expect(ej.kl).toBeGreaterThan(0);
+
+    const g = run("generate", "--model", out, "--prompt", "Once upon a time", "--max-tokens", "8", "--json");
+    expect(g.status, g.stderr).toBe(0);
+    const gj = JSON.parse(g.stdout);
+    expect(gj.ids.length).toBeGreaterThan(0);
+    expect(gj.text).toMatch(/^Once upon a time/);
+  });
+
+  it("calibrate writes statistics; eval of a missing data file exits 2", () => {
+    const f = join(tmp, "stats.safetensors");
+    const c = run("calibrate", "--model", STORIES, "--calib", SAMPLE, "--samples", "2", "--seq-len", "32", "--out", f, "--quiet");
+    expect(c.status, c.stderr).toBe(0);
+    expect(existsSync(f)).toBe(true);
+    const m = run("eval", "--model", STORIES, "--data", join(tmp, "missing.txt"));
+    expect(m.status).toBe(2);
+    expect(m.stderr).toMatch(/missing\.txt/);
+  });
+
+  it("demo --preset tiny --json runs the whole pipeline on a synthetic model", () => {
+    const d = run("demo", "--preset", "tiny", "--json", "--group-size", "32");
+    expect(d.status, d.stderr).toBe(0);
+    const j = JSON.parse(d.stdout);
+    expect(j.model.synthetic).toBe(true);
+    expect(j.quantized.map((x: { name: string }) => x.name)).toEqual(["int4 RTN", "int4 AWQ"]);
+    for (const x of j.quantized) expect(x.kl).toBeGreaterThan(0);
+    expect(j.gemv.int4_ms).toBeGreaterThan(0);
+  });
+});

@@ -11,5 +11,6 @@ export interface GpuContext {
 /** Opens a device (see openDevice) and a kernel registry over the project's shaders/. */
 export async function createContext(opts: OpenDeviceOptions & { source?: ShaderSource } = {}): Promise<GpuContext> {
   const gpu = await openDevice(opts);
-  return { gpu, kernels: new KernelRegistry(gpu, opts.source) };
+  const source = opts.source ?? (await import("./shader_source.ts")).nodeShaderSource;
+  return { gpu, kernels: new KernelRegistry(gpu, source) };
 }

@@ -3,31 +3,19 @@
 // scopes, and cache the pipeline by (file, entry point, constants).
 //
 // Usage:
-//   const kernels = new KernelRegistry(gpu);
+//   const kernels = new KernelRegistry(gpu, nodeShaderSource);   // or any (file) => text
 //   const k = await kernels.get("nn/matmul.wgsl", "main", { W_F16: 1 });
 //   batch.dispatch(k, { x, w, y }, { M, N, K, n0, nw }, k.grid(N / 4, M / 4));
 
-import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { BindingError, ShaderError, UsageError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 import { packParams, reflectShader, type BindingInfo, type EntryInfo, type ShaderInfo } from "./reflect.ts";
 
-/** Folder of the project's shaders (shaders/ at the package root). */
-export const SHADER_ROOT = fileURLToPath(new URL("../../shaders/", import.meta.url));
-
 export type Constants = Record<string, number | boolean>;
 
-/** Loads the text of a shader file relative to the shader root. */
+/** Loads the text of a shader file relative to the shader root ("nn/matmul.wgsl"). In Node the
+ * default reads shaders/ (src/gpu/shader_source.ts); in a browser pass the texts from your bundle. */
 export type ShaderSource = (file: string) => string;
-
-export const nodeShaderSource: ShaderSource = (file) => {
-  try {
-    return readFileSync(SHADER_ROOT + file, "utf8");
-  } catch (e) {
-    throw new ShaderError(file, `cannot read ${SHADER_ROOT + file}: ${(e as Error).message}`, "check the file name; shaders live under shaders/");
-  }
-};
 
 /** One compiled entry point with fixed constants. */
 export class Kernel {
@@ -116,7 +104,7 @@ export class KernelRegistry {
   readonly #infos = new Map<string, ShaderInfo>();
   readonly #kernels = new Map<string, Promise<Kernel>>();
 
-  constructor(gpu: Gpu, source: ShaderSource = nodeShaderSource) {
+  constructor(gpu: Gpu, source: ShaderSource) {
     this.#gpu = gpu;
     this.#source = source;
   }

@@ -3,6 +3,7 @@ import { DeviceLostError, GpuOutOfMemoryError, GpuValidationError } from "../../
 import { openDevice, probeAdapter } from "../../src/gpu/device.ts";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { KernelRegistry } from "../../src/gpu/kernel.ts";
+import { nodeShaderSource } from "../../src/gpu/shader_source.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { gpuContext } from "../helpers/gpu.ts";
 
@@ -29,7 +30,7 @@ describe("openDevice", () => {
 
   it("turns a validation error in a batch into GpuValidationError naming the batch", async () => {
     const gpu = await openDevice();
-    const kernels = new KernelRegistry(gpu);
+    const kernels = new KernelRegistry(gpu, nodeShaderSource);
     const k = await kernels.get("common/convert_f16_to_f32.wgsl", "main", { WG_SIZE: 256 });
     const t = GpuTensor.empty(gpu, [64], "f32", "aliased");
     // The same buffer as read-only `src` and writable `dst` in one dispatch is invalid WebGPU.

@@ -1,7 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { BindingError, ShaderError } from "../../src/errors.ts";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
-import { KernelRegistry, nodeShaderSource } from "../../src/gpu/kernel.ts";
+import { KernelRegistry } from "../../src/gpu/kernel.ts";
+import { nodeShaderSource } from "../../src/gpu/shader_source.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { gpuContext, randomF32 } from "../helpers/gpu.ts";
 

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
-import { SHADER_ROOT } from "../../src/gpu/kernel.ts";
+import { SHADER_ROOT } from "../../src/gpu/shader_source.ts";
 import { reflectShader, type BindingKind } from "../../src/gpu/reflect.ts";
 
 function walk(dir: string): string[] {

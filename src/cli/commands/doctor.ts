@@ -4,6 +4,7 @@
 import { Command } from "commander";
 import { NoAdapterError } from "../../errors.ts";
 import { KernelRegistry } from "../../gpu/kernel.ts";
+import { nodeShaderSource } from "../../gpu/shader_source.ts";
 import { openDevice, probeAdapter, WANTED_FEATURES } from "../../gpu/device.ts";
 import { selfTest } from "../../selftest.ts";
 
@@ -40,7 +41,7 @@ export function doctorCommand(): Command {
         requested: WANTED_FEATURES.map((f) => ({ feature: f, enabled: gpu.has(f) })),
         limits,
         wgslLanguageFeatures: [...gpu.wgslFeatures].sort(),
-        selftest: opts.selftest ? await selfTest({ gpu, kernels: new KernelRegistry(gpu) }, opts.seed) : null,
+        selftest: opts.selftest ? await selfTest({ gpu, kernels: new KernelRegistry(gpu, nodeShaderSource) }, opts.seed) : null,
       };
       gpu.destroy();
       const failed = report.selftest?.filter((r) => !r.pass) ?? [];

@@ -1,0 +1,22 @@
+// index.ts — the public API of webgpu-quant (the package's "." export).
+
+export * from "./errors.ts";
+export { openDevice, probeAdapter, Gpu, type OpenDeviceOptions } from "./gpu/device.ts";
+export { createContext, type GpuContext } from "./gpu/context.ts";
+export { KernelRegistry, Kernel, type ShaderSource } from "./gpu/kernel.ts";
+export { GpuTensor, type DType } from "./gpu/tensor.ts";
+export { CommandBatch } from "./gpu/encoder.ts";
+export { matmul } from "./nn/matmul.ts";
+export { reduceStats } from "./common/reduce.ts";
+export { convertF16ToF32, convertF32ToF16 } from "./common/convert.ts";
+export { quantizeRtn, uploadPacked, downloadPacked, destroyPacked, type GpuPackedWeight } from "./quant/rtn.ts";
+export { qmatmul } from "./quant/matmul.ts";
+export * from "./quant/formats.ts";
+export { LlamaModel } from "./model/llama.ts";
+export { loadConfig, parseConfig, type LlamaConfig } from "./model/config.ts";
+export { evaluate, tokenStream, windows } from "./model/eval.ts";
+export { generate } from "./model/generate.ts";
+export { quantizeModel } from "./quant/quantize.ts";
+export { awqTransform } from "./quant/awq.ts";
+export { SafetensorsCheckpoint, writeSafetensors } from "./io/safetensors.ts";
+export { TextTokenizer } from "./io/tokenizer.ts";

@@ -1,4 +1,4 @@
-// common/convert.ts — f32 <-> f16 on the GPU (shaders/common/convert_*.wgsl), windowed so tensors
+// common/convert.ts — f32 <-> f16 and f32 -> bf16 on the GPU (shaders/common/convert_*.wgsl), windowed so tensors
 // larger than one storage binding convert too. f16 tensors hold binary16 bits, two per u32 word.
 
 import { TensorError } from "../errors.ts";
@@ -10,6 +10,20 @@ import type { GpuTensor } from "../gpu/tensor.ts";
 export async function convertF32ToF16(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
   check(src, "f32", dst, "f16");
   const k = await ctx.kernels.get("common/convert_f32_to_f16.wgsl", "main", { WG_SIZE: 256 });
+  for (const w of elementWindows(ctx, src)) {
+    batch.dispatch(
+      k,
+      { src: { tensor: src, byteOffset: w.first * 4, byteSize: w.count * 4 }, dst: { tensor: dst, byteOffset: w.first * 2, byteSize: w.count * 2 } },
+      { n: w.count },
+      k.grid1d(Math.ceil(Math.ceil(w.count / 2) / 256)),
+    );
+  }
+}
+
+/** src f32 [n] -> dst bf16 [n] (round to nearest even; NaN stays NaN). Records into `batch`. */
+export async function convertF32ToBf16(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
+  check(src, "f32", dst, "bf16");
+  const k = await ctx.kernels.get("common/convert_f32_to_bf16.wgsl", "main", { WG_SIZE: 256 });
   for (const w of elementWindows(ctx, src)) {
     batch.dispatch(
       k,

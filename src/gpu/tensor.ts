@@ -2,7 +2,7 @@
 //
 // Ownership: a tensor made by empty()/fromHost() owns its buffer; view() makes tensors that never
 // own. destroy() is idempotent; a destroyed tensor, or a view of one, throws on use.
-// Payloads: f32/u32/i32 four bytes per element; f16 two bytes per element (raw binary16 bits,
+// Payloads: f32/u32/i32 four bytes per element; f16 and bf16 two bytes per element (raw bits,
 // packed two per u32 word as WGSL reads them: element 2i in the low half of word i); "packed"
 // is an opaque byte payload (quantized weights) whose byte size is given explicitly.
 // Large tensors: one buffer up to the device's maxBufferSize; kernels bind it in windows of at
@@ -12,10 +12,10 @@
 import { TensorError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
 
-export type DType = "f32" | "f16" | "u32" | "i32" | "packed";
+export type DType = "f32" | "f16" | "bf16" | "u32" | "i32" | "packed";
 export type HostArray = Float32Array | Uint16Array | Uint32Array | Int32Array | Uint8Array;
 
-export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, u32: 4, i32: 4, packed: 1 };
+export const DTYPE_BYTES: Record<DType, number> = { f32: 4, f16: 2, bf16: 2, u32: 4, i32: 4, packed: 1 };
 
 /** Host transfers move at most this many bytes per staging step. */
 export const STAGING_BYTES = 64 << 20;
@@ -172,7 +172,7 @@ export class GpuTensor {
     }
   }
 
-  /** Reads the tensor back: f32 -> Float32Array, f16 -> Uint16Array (bits), u32/i32, packed -> Uint8Array. */
+  /** Reads the tensor back: f32 -> Float32Array, f16/bf16 -> Uint16Array (bits), u32/i32, packed -> Uint8Array. */
   async toHost(): Promise<HostArray> {
     this.assertAlive();
     const out = new Uint8Array(roundUp(this.byteSize, 4));
@@ -196,7 +196,8 @@ export class GpuTensor {
     const buf = out.buffer;
     switch (this.dtype) {
       case "f32": return new Float32Array(buf, 0, this.numel);
-      case "f16": return new Uint16Array(buf, 0, this.numel);
+      case "f16":
+      case "bf16": return new Uint16Array(buf, 0, this.numel);
       case "u32": return new Uint32Array(buf, 0, this.numel);
       case "i32": return new Int32Array(buf, 0, this.numel);
       case "packed": return new Uint8Array(buf, 0, this.byteSize);

@@ -5,7 +5,7 @@
 
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { convertF32ToF16 } from "../common/convert.ts";
+import { convertF32ToBf16, convertF32ToF16 } from "../common/convert.ts";
 import { TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
@@ -29,6 +29,8 @@ export async function updateReport(dir: string, report: QuantizeReport): Promise
 export interface QuantizeOptions {
   method: "rtn" | "awq";
   bits: 3 | 4 | 8 | 16;
+  /** The 16-bit float of --bits 16: IEEE f16 (default) or bfloat16. */
+  half?: "f16" | "bf16";
   groupSize?: number;
   sym?: boolean;
   /** Replace an existing output folder. */
@@ -94,8 +96,9 @@ export async function quantizeModel(
       const data = replaced.get(name) ?? (await read(name));
       const shape = ck.info(name).shape;
       if (opts.bits === 16) {
-        const bits = await castF16(ctx, data, name);
-        tensors.push({ name, dtype: "F16", shape, data: bits });
+        const bf16 = opts.half === "bf16";
+        const bits = await castHalf(ctx, data, name, bf16);
+        tensors.push({ name, dtype: bf16 ? "BF16" : "F16", shape, data: bits });
         listing.push({ name, kind: "f16", bytes: bits.byteLength });
       } else if (isBlockLinear(name)) {
         const w = GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
@@ -127,7 +130,7 @@ export async function quantizeModel(
       };
       srcConfig.quantization_config = qc;
     } else {
-      srcConfig.torch_dtype = "float16";
+      srcConfig.torch_dtype = opts.half === "bf16" ? "bfloat16" : "float16";
     }
     await out.writeJson("config.json", srcConfig);
     await out.copyModelFiles(srcDir);
@@ -155,21 +158,20 @@ export async function quantizeModel(
   }
 }
 
-/** f32 -> f16 bits on the GPU (shaders/common/convert_f32_to_f16.wgsl); NaN/Inf/overflow -> TensorError. */
-async function castF16(ctx: GpuContext, data: Float32Array, name: string): Promise<Uint16Array> {
+/** f32 -> f16 or bf16 bits on the GPU (shaders/common/convert_f32_to_*.wgsl); NaN/Inf/overflow -> TensorError. */
+async function castHalf(ctx: GpuContext, data: Float32Array, name: string, bf16: boolean): Promise<Uint16Array> {
+  for (let i = 0; i < data.length; i++) {
+    if (!Number.isFinite(data[i]) || (!bf16 && Math.abs(data[i]) > 65504)) {
+      throw new TensorError(name, `element ${i} = ${data[i]} is not representable in ${bf16 ? "bf16" : "f16"}`, "fix the checkpoint, keep this model in f32, or use int8/int4, whose scales absorb the range");
+    }
+  }
   const src = GpuTensor.fromHost(ctx.gpu, data, [data.length], "f32", name);
-  const dst = GpuTensor.empty(ctx.gpu, [data.length], "f16", `${name}.f16`);
+  const dst = GpuTensor.empty(ctx.gpu, [data.length], bf16 ? "bf16" : "f16", `${name}.half`);
   try {
     const b = new CommandBatch(ctx.gpu, `cast ${name}`);
-    await convertF32ToF16(ctx, b, src, dst);
+    await (bf16 ? convertF32ToBf16 : convertF32ToF16)(ctx, b, src, dst);
     b.submit();
-    const bits = ((await dst.toHost()) as Uint16Array).slice();
-    for (let i = 0; i < bits.length; i++) {
-      if ((bits[i] & 0x7c00) === 0x7c00 || !Number.isFinite(data[i])) {
-        throw new TensorError(name, `element ${i} = ${data[i]} is not representable in f16`, "keep this model in f32 (or use int8/int4, whose scales absorb the range)");
-      }
-    }
-    return bits;
+    return ((await dst.toHost()) as Uint16Array).slice();
   } finally {
     src.destroy();
     dst.destroy();

@@ -50,3 +50,28 @@ describe("convert kernels", async () => {
     });
   }
 });
+
+describe("bf16 cast kernel", async () => {
+  const ctx = await gpuContext();
+  it("matches the CPU reference bit for bit, ties, NaN and overflow included (odd count)", async () => {
+    const { convertF32ToBf16 } = await import("../../src/common/convert.ts");
+    const { f32ToBf16Bits } = await import("../../src/ref/quant.ts");
+    const special = [NaN, -NaN, Infinity, -Infinity, 3.4e38, -3.4e38, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1e-40, -0];
+    const x = new Float32Array([...special, ...randomF32(1001, 44, -1e3, 1e3)]);
+    const src = GpuTensor.fromHost(ctx.gpu, x, [x.length], "f32", "x");
+    const dst = GpuTensor.empty(ctx.gpu, [x.length], "bf16", "xb");
+    const b = new CommandBatch(ctx.gpu);
+    await convertF32ToBf16(ctx, b, src, dst);
+    b.submit();
+    const got = (await dst.toHost()) as Uint16Array;
+    let bad = 0;
+    for (let i = 0; i < x.length; i++) {
+      const want = f32ToBf16Bits(x[i]);
+      const nan = (w: number) => (w & 0x7f80) === 0x7f80 && (w & 0x7f) !== 0;
+      if (nan(want) ? !nan(got[i]) : got[i] !== want) bad++;
+    }
+    expect(bad).toBe(0);
+    src.destroy();
+    dst.destroy();
+  });
+});

@@ -92,7 +92,8 @@ export class LlamaModel {
     readonly source: WeightSource,
     readonly embed: GpuTensor,
     readonly norm: GpuTensor,
-    readonly head: GpuTensor,
+    /** The LM head: dense (possibly the tied embedding) or packed (--quantize-head). */
+    readonly head: Linear,
     readonly invFreq: GpuTensor,
     blocks: (BlockWeights | null)[],
   ) {
@@ -138,7 +139,10 @@ export class LlamaModel {
     const H = config.hiddenSize;
     const embed = await up("model.embed_tokens.weight", [config.vocabSize, H]);
     const norm = await up("model.norm.weight", [H], "f32");
-    const head = !source.has("lm_head.weight") && config.tieWordEmbeddings ? embed : await up("lm_head.weight", [config.vocabSize, H]);
+    const packedHead = await source.readPacked?.("lm_head", config.vocabSize, H);
+    const head: Linear = packedHead
+      ? { kind: "packed", name: "lm_head", q: uploadPacked(ctx.gpu, packedHead, "lm_head"), b: null }
+      : { kind: "dense", name: "lm_head", w: !source.has("lm_head.weight") && config.tieWordEmbeddings ? embed : await up("lm_head.weight", [config.vocabSize, H]), b: null };
     const invFreq = GpuTensor.fromHost(ctx.gpu, ropeInvFreq(config), [config.headDim / 2], "f32", "rope.inv_freq");
     const blocks: (BlockWeights | null)[] = [];
     for (let l = 0; l < config.numLayers; l++) blocks.push(full.streaming ? null : await loadBlock(ctx, config, source, l, full.weightDtype));
@@ -204,7 +208,7 @@ export class LlamaModel {
       }
     }
     await rmsnorm(ctx, batch, v.x, this.norm, v.xn, c.rmsNormEps);
-    await matmul(ctx, batch, v.xn, this.head, v.logits);
+    await linear(ctx, batch, v.xn, this.head, v.logits);
     batch.submit();
     this.#pos = seq ? 0 : this.#pos + T;
     return v.logits;
@@ -247,7 +251,8 @@ export class LlamaModel {
     for (const b of this.#blocks) if (b) destroyBlock(b);
     this.embed.destroy();
     this.norm.destroy();
-    this.head.destroy();
+    if (this.head.kind === "packed") destroyPacked(this.head.q);
+    else this.head.w.destroy(); // idempotent: a tied head is the embedding
     this.invFreq.destroy();
     this.#state.destroy();
     if (this.opts.streaming) void this.source.close?.();

@@ -29,6 +29,8 @@ export async function updateReport(dir: string, report: QuantizeReport): Promise
 export interface QuantizeOptions {
   method: "rtn" | "awq";
   bits: 3 | 4 | 8 | 16;
+  /** Quantize the LM head too (a tied head is stored separately; the embedding stays fp). */
+  quantizeHead?: boolean;
   /** The 16-bit float of --bits 16: IEEE f16 (default) or bfloat16. */
   half?: "f16" | "bf16";
   groupSize?: number;
@@ -87,20 +89,23 @@ export async function quantizeModel(
       seconds[opts.method] = (performance.now() - ts) / 1000;
     }
     const names = expectedTensors(config).filter((t) => ck.has(t.name)).map((t) => t.name);
+    const quantizeHead = !!opts.quantizeHead && opts.bits !== 16;
+    if (quantizeHead && !names.includes("lm_head.weight")) names.push("lm_head.weight"); // tied: quantize a copy of the embedding
+    const headSource = (n: string) => (n === "lm_head.weight" && !ck.has(n) ? "model.embed_tokens.weight" : n);
     const tensors: HostTensor[] = [];
     const listing: QuantizeReport["tensors"] = [];
     const modules: string[] = [];
     const tq = performance.now();
     for (let i = 0; i < names.length; i++) {
       const name = names[i];
-      const data = replaced.get(name) ?? (await read(name));
-      const shape = ck.info(name).shape;
+      const data = replaced.get(name) ?? (await read(headSource(name)));
+      const shape = ck.info(headSource(name)).shape;
       if (opts.bits === 16) {
         const bf16 = opts.half === "bf16";
         const bits = await castHalf(ctx, data, name, bf16);
         tensors.push({ name, dtype: bf16 ? "BF16" : "F16", shape, data: bits });
         listing.push({ name, kind: "f16", bytes: bits.byteLength });
-      } else if (isBlockLinear(name)) {
+      } else if (isBlockLinear(name) || (quantizeHead && name === "lm_head.weight")) {
         const w = GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
         try {
           const q = await quantizeRtn(ctx, w, { bits: opts.bits as QuantBits, groupSize: opts.groupSize, sym: opts.sym });
@@ -126,7 +131,7 @@ export async function quantizeModel(
       const spec = quantSpec(opts.bits, 1, 1024, opts.groupSize, opts.sym ?? false);
       const qc: QuantizationConfig = {
         quant_method: "webgpu-quant", method: opts.method, bits: opts.bits, group_size: opts.bits === 8 ? null : spec.G,
-        sym: opts.bits === 8 ? true : opts.sym ?? false, layout: LAYOUT, modules, lm_head_quantized: false,
+        sym: opts.bits === 8 ? true : opts.sym ?? false, layout: LAYOUT, modules, lm_head_quantized: quantizeHead,
       };
       srcConfig.quantization_config = qc;
     } else {

@@ -15,7 +15,7 @@ import { intOption, progressLine } from "../util.ts";
 
 interface QuantizeCliOptions {
   model: string; out: string; method: "rtn" | "awq"; bits: string; groupSize: number; sym?: boolean;
-  force?: boolean; quiet?: boolean; json?: boolean; half: "f16" | "bf16";
+  force?: boolean; quiet?: boolean; json?: boolean; half: "f16" | "bf16"; quantizeHead?: boolean;
   calib?: string; samples: number; seqLen: number; seed: number; duo?: boolean; clip: boolean; clipTokens: number;
   eval?: string; evalWindows: number; evalCtx: number;
 }
@@ -28,6 +28,7 @@ export function quantizeCommand(): Command {
     .addOption(new Option("--method <m>", "rtn: round to nearest; awq: activation-aware scales and clipping, then RTN").choices(["rtn", "awq"]).default("rtn"))
     .addOption(new Option("--bits <b>", "3 or 4 (group-wise), 8 (per channel) or 16 (fp16 cast of every tensor)").choices(["3", "4", "8", "16"]).default("4"))
     .option("--group-size <g>", "int4 group size along the input dimension", intOption("--group-size", 8), 128)
+    .option("--quantize-head", "quantize the LM head too (kept in fp32 by default; a tied head is stored separately)")
     .addOption(new Option("--half <t>", "the 16-bit float of --bits 16").choices(["f16", "bf16"]).default("f16"))
     .option("--sym", "int4 symmetric (levels -8..7, no zero points)")
     .option("--calib <file>", "AWQ calibration text (blank-line separated documents, JSONL or a folder)")
@@ -67,7 +68,7 @@ export function quantizeCommand(): Command {
         }
         : undefined;
       const r = await quantizeModel(ctx, o.model, o.out, {
-        method: o.method, bits, groupSize: o.groupSize, sym: o.sym, force: o.force, half: o.half,
+        method: o.method, bits, groupSize: o.groupSize, sym: o.sym, force: o.force, half: o.half, quantizeHead: o.quantizeHead,
         onTensor: (d, n) => progress?.(d, n),
         report: o.method === "awq" ? { calibration: { file: o.calib, samples: o.samples, seq_len: o.seqLen, seed: o.seed }, clip: o.clip, get awq() { return awqBlocks; } } : undefined,
       }, transform);

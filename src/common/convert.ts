@@ -7,41 +7,30 @@ import type { GpuContext } from "../gpu/context.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
 
 /** src f32 [n] -> dst f16 [n] (round to nearest even). Records into `batch`. */
-export async function convertF32ToF16(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
-  check(src, "f32", dst, "f16");
-  const k = await ctx.kernels.get("common/convert_f32_to_f16.wgsl", "main", { WG_SIZE: 256 });
-  for (const w of elementWindows(ctx, src)) {
-    batch.dispatch(
-      k,
-      { src: { tensor: src, byteOffset: w.first * 4, byteSize: w.count * 4 }, dst: { tensor: dst, byteOffset: w.first * 2, byteSize: w.count * 2 } },
-      { n: w.count },
-      k.grid1d(Math.ceil(Math.ceil(w.count / 2) / 256)),
-    );
-  }
+export function convertF32ToF16(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
+  return cast(ctx, batch, "common/convert_f32_to_f16.wgsl", src, "f32", dst, "f16");
 }
 
 /** src f32 [n] -> dst bf16 [n] (round to nearest even; NaN stays NaN). Records into `batch`. */
-export async function convertF32ToBf16(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
-  check(src, "f32", dst, "bf16");
-  const k = await ctx.kernels.get("common/convert_f32_to_bf16.wgsl", "main", { WG_SIZE: 256 });
-  for (const w of elementWindows(ctx, src)) {
-    batch.dispatch(
-      k,
-      { src: { tensor: src, byteOffset: w.first * 4, byteSize: w.count * 4 }, dst: { tensor: dst, byteOffset: w.first * 2, byteSize: w.count * 2 } },
-      { n: w.count },
-      k.grid1d(Math.ceil(Math.ceil(w.count / 2) / 256)),
-    );
-  }
+export function convertF32ToBf16(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
+  return cast(ctx, batch, "common/convert_f32_to_bf16.wgsl", src, "f32", dst, "bf16");
 }
 
 /** src f16 [n] -> dst f32 [n] (exact). Records into `batch`. */
-export async function convertF16ToF32(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
-  check(src, "f16", dst, "f32");
-  const k = await ctx.kernels.get("common/convert_f16_to_f32.wgsl", "main", { WG_SIZE: 256 });
-  for (const w of elementWindows(ctx, dst)) {
+export function convertF16ToF32(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
+  return cast(ctx, batch, "common/convert_f16_to_f32.wgsl", src, "f16", dst, "f32");
+}
+
+/** One dispatch per binding window; every convert kernel has bindings src, dst and Params { n }. */
+async function cast(ctx: GpuContext, batch: CommandBatch, file: string, src: GpuTensor, sd: string, dst: GpuTensor, dd: string): Promise<void> {
+  check(src, sd, dst, dd);
+  const k = await ctx.kernels.get(file, "main", { WG_SIZE: 256 });
+  const wide = sd === "f32" ? src : dst;
+  const [sb, db] = [sd === "f32" ? 4 : 2, dd === "f32" ? 4 : 2];
+  for (const w of elementWindows(ctx, wide)) {
     batch.dispatch(
       k,
-      { src: { tensor: src, byteOffset: w.first * 2, byteSize: w.count * 2 }, dst: { tensor: dst, byteOffset: w.first * 4, byteSize: w.count * 4 } },
+      { src: { tensor: src, byteOffset: w.first * sb, byteSize: w.count * sb }, dst: { tensor: dst, byteOffset: w.first * db, byteSize: w.count * db } },
       { n: w.count },
       k.grid1d(Math.ceil(Math.ceil(w.count / 2) / 256)),
     );

@@ -123,6 +123,8 @@ interface Lin {
   name: string;
   w: GpuTensor;
   b: GpuTensor | null;
+  /** The weight as read (host copy), for the duo-scaling statistic. */
+  host: Float32Array;
 }
 
 async function awqBlock(
@@ -152,7 +154,10 @@ async function awqBlock(
     } catch {
       b = null;
     }
-    return { name, w: await up(`${name}.weight`, [N, K]), b };
+    const host = await read(`${name}.weight`);
+    const w = GpuTensor.fromHost(gpu, host, [N, K], "f32", `${name}.weight`);
+    scratch.push(w);
+    return { name, w, b, host };
   };
   const inNorm = await up(`${p}input_layernorm.weight`, [H]);
   const postNorm = await up(`${p}post_attention_layernorm.weight`, [H]);
@@ -245,12 +250,13 @@ async function awqBlock(
     ): Promise<Float32Array> => {
       const x = await meanAbs(xStats);
       const K = x.length;
+      const wMean = opts.duo ? duoWeightMean(lins.map((li) => li.host), K, Math.min(opts.groupSize, K)) : null;
       const fq = lins.map((li) => T(li.w.shape as number[], `fq.${li.name}`));
       const sT = T([K], "s");
       const losses: number[] = [];
       const cands: Float32Array[] = [];
       for (let i = 0; i < grid; i++) {
-        const s = awqScales(x, i / grid);
+        const s = awqScales(x, i / grid, wMean);
         cands.push(s);
         sT.write(s);
         await run(`search.${group}.${i}`, async (b) => {
@@ -337,9 +343,12 @@ async function awqBlock(
   }
 }
 
-/** mean|x| (K), α -> s = mean|x|^α / sqrt(max s · min s) (AutoAWQ's normalisation). */
-export function awqScales(meanAbs: Float32Array, alpha: number): Float32Array {
-  const s = Float32Array.from(meanAbs, (m) => Math.max(Math.pow(m, alpha), 1e-4));
+/**
+ * mean|x| (K), α -> s = mean|x|^α / sqrt(max s · min s) (AutoAWQ's normalisation); with duo
+ * scaling s = mean|x|^α / (w_mean^(1−α) + 1e-4) before normalising.
+ */
+export function awqScales(meanAbs: Float32Array, alpha: number, wMean: Float32Array | null = null): Float32Array {
+  const s = Float32Array.from(meanAbs, (m, k) => Math.max(Math.pow(m, alpha) / (wMean ? Math.pow(wMean[k], 1 - alpha) + 1e-4 : 1), 1e-4));
   let mx = 0, mn = Infinity;
   for (const v of s) {
     mx = Math.max(mx, v);
@@ -348,4 +357,26 @@ export function awqScales(meanAbs: Float32Array, alpha: number): Float32Array {
   const norm = Math.sqrt(mx * mn);
   for (let i = 0; i < s.length; i++) s[i] /= norm;
   return s;
+}
+
+/**
+ * AutoAWQ's weight statistic for duo scaling: the linears' rows stacked, |w| divided by the max |w|
+ * of its (row, group), averaged over rows -> (K).
+ */
+export function duoWeightMean(ws: Float32Array[], K: number, G: number): Float32Array {
+  const out = new Float64Array(K);
+  let rows = 0;
+  for (const w of ws) {
+    const N = w.length / K;
+    rows += N;
+    for (let n = 0; n < N; n++) {
+      for (let k0 = 0; k0 < K; k0 += G) {
+        const k1 = Math.min(k0 + G, K);
+        let mx = 0;
+        for (let k = k0; k < k1; k++) mx = Math.max(mx, Math.abs(w[n * K + k]));
+        for (let k = k0; k < k1; k++) out[k] += Math.abs(w[n * K + k]) / (mx + 1e-6);
+      }
+    }
+  }
+  return Float32Array.from(out, (v) => v / rows);
 }

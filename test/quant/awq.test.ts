@@ -171,3 +171,16 @@ describe("awqTransform on a small synthetic model", async () => {
     }
   });
 });
+
+describe("duo scaling statistic", async () => {
+  const { duoWeightMean, awqScales } = await import("../../src/quant/awq.ts");
+  it("averages |w| / group max over stacked rows; α = 1 ignores it", () => {
+    // two rows, K = 4, G = 2: row 0 groups (1, -2) (4, 4); row 1 (0.5, 0.5) (-1, 3)
+    const m = duoWeightMean([new Float32Array([1, -2, 4, 4]), new Float32Array([0.5, 0.5, -1, 3])], 4, 2);
+    const d = 1e-6;
+    expect(m[0]).toBeCloseTo((1 / (2 + d) + 0.5 / (0.5 + d)) / 2, 6);
+    expect(m[3]).toBeCloseTo((4 / (4 + d) + 3 / (3 + d)) / 2, 6);
+    const x = new Float32Array([0.2, 1, 3, 0.5]);
+    expect(Array.from(awqScales(x, 1, m))).toEqual(Array.from(awqScales(x, 1)).map((v) => expect.closeTo(v, 4)) as unknown as number[]);
+  });
+});

@@ -35,6 +35,7 @@ export function quantizeCommand(): Command {
     .option("--samples <n>", "AWQ calibration blocks", intOption("--samples", 1), 128)
     .option("--seq-len <n>", "tokens per calibration block", intOption("--seq-len", 2), 512)
     .option("--seed <n>", "seed of the calibration block draw", intOption("--seed", 0), 42)
+    .option("--duo", "AWQ duo scaling (AutoAWQ's default): divide scales by the weight statistic^(1-α)")
     .option("--no-clip", "AWQ without the clip search")
     .option("--clip-tokens <n>", "tokens sampled for the clip search", intOption("--clip-tokens", 1), 512)
     .option("--eval <file>", "evaluate perplexity and KL vs the fp model after quantizing (into the report)")
@@ -59,7 +60,7 @@ export function quantizeCommand(): Command {
           const blocks = await calibrationBlocks(tok, o.calib!, o.samples, o.seqLen, o.seed);
           const phase = progressLine(quiet ? null : "awq");
           const r = await awqTransform(ctx, config, read, {
-            bits, groupSize: bits === 8 ? 1 << 30 : o.groupSize, sym: bits === 8 ? true : !!o.sym, clip: o.clip, clipTokens: o.clipTokens,
+            bits, groupSize: bits === 8 ? 1 << 30 : o.groupSize, sym: bits === 8 ? true : !!o.sym, clip: o.clip, clipTokens: o.clipTokens, duo: o.duo,
             tokens: blocks.tokens, seqLen: o.seqLen,
             onProgress: (d, n, detail) => phase?.(d, n, detail),
           });

@@ -1,9 +1,10 @@
 // bench/quant/gemv.bench.ts — decode GEMV y[1, N] = x[1, K] · dequant(W)ᵀ for every qmatmul variant
-// (src/quant/matmul.ts) against the f16-weight matmul of src/nn/matmul.ts, K = N = 4096 by default.
+// (src/quant/matmul.ts, the K-major ones included) against the f16-weight matmul of src/nn/matmul.ts, K = N = 4096 by default.
 // Each variant is checked against the float64 reference on the dequantized weights before it is timed.
 // Prints a table (median / min ms over REPS after one warm-up, GB/s of weight bytes, speedup over the
 // f16 matmul's median) and writes bench/results/gemv-<time>.json. Run alone: the 2-core CI VM is
-// noisy, so compare medians from at least two runs.
+// noisy, so compare medians from at least two runs. The full suite (every dtype, M and shape, roofline,
+// Markdown / JSON / SVG) is `wgq bench` (src/bench/).
 //
 //   npx tsx bench/quant/gemv.bench.ts            (env: K, N, REPS)
 
@@ -13,7 +14,7 @@ import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { matmul } from "../../src/nn/matmul.ts";
 import { packedBytes, specName, wordsPerRow } from "../../src/quant/formats.ts";
-import { qmatmul, QMATMUL_VARIANTS, variantUnavailable } from "../../src/quant/matmul.ts";
+import { qmatmul, QMATMUL_ALL_VARIANTS, variantUnavailable } from "../../src/quant/matmul.ts";
 import { destroyPacked, downloadPacked, quantizeRtn } from "../../src/quant/rtn.ts";
 import { f16ArrayToF32, f32ArrayToF16 } from "../../src/ref/f16.ts";
 import { dequantizeRef } from "../../src/ref/quant.ts";
@@ -82,7 +83,7 @@ for (const opts of [{ bits: 4 as const, groupSize: 128, sym: false }, { bits: 4 
   const bytes = packedBytes(q).total;
   const host = await downloadPacked(q);
   const wdq = dequantizeRef({ ...host, N: 64, qweight: host.qweight.subarray(0, 64 * wordsPerRow(q)) });
-  for (const variant of QMATMUL_VARIANTS) {
+  for (const variant of QMATMUL_ALL_VARIANTS) {
     const f16 = variant === "tiled_f16";
     if (variantUnavailable(gpu, variant, q, 1, f16 ? "f16" : "f32")) continue;
     const t = await time((b) => qmatmul(ctx, b, f16 ? x16 : x, q, f16 ? y16 : y, { variant }));

@@ -4,6 +4,7 @@
 
 import { Command, CommanderError } from "commander";
 import { WgqError } from "../errors.ts";
+import { benchCommand } from "./commands/bench.ts";
 import { calibrateCommand } from "./commands/calibrate.ts";
 import { demoCommand } from "./commands/demo.ts";
 import { doctorCommand } from "./commands/doctor.ts";
@@ -25,6 +26,7 @@ program.addCommand(inspectCommand());
 program.addCommand(calibrateCommand());
 program.addCommand(quantizeCommand());
 program.addCommand(demoCommand());
+program.addCommand(benchCommand());
 
 try {
   await program.parseAsync(process.argv);

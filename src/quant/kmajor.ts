@@ -1,16 +1,23 @@
-// quant/kmajor.ts — GEMVs for CPU-like adapters (lavapipe, SwiftShader) on a K-major copy of a packed
-// int4/int8 weight (shaders/quant/kmajor.wgsl, kmajor_dp4a.wgsl). Not a storage format: the canonical
+// quant/kmajor.ts — GEMVs (and, when forced, GEMMs) for CPU-like adapters (lavapipe, SwiftShader) on a
+// K-major copy of a packed int4/int8 weight (shaders/quant/kmajor.wgsl, kmajor_dp4a.wgsl). Not a storage format: the canonical
 // layout of src/quant/formats.ts stays what is saved; this module repacks it on the GPU once per
 // weight, caches the copy, and frees it with the weight.
 //
 //   variant       shader                  x                                   error vs float64
 //   kmajor        quant/kmajor.wgsl       f32, dequantized in f32             ~1e-7 (summation order)
 //   kmajor_dp4a   quant/kmajor_dp4a.wgsl  int8 per 32-block (dot4I8Packed)    ~4e-3 (x rounding)
+// Both need `subgroups` (subgroups of >= 8): x is loaded one value per lane and shared with
+// subgroupShuffle, because on llvmpipe a load of the same address by every invocation costs about as
+// much as dequantizing a word. Measured on lavapipe (4096x4096 int4 g128, 2 cores): M = 1 ~2x faster
+// than the canonical-layout `tiled` kernel, M = 4 / 8 ~5x.
 //
-// Layout of the copy (units: u32 words; PER = 8 int4 or 4 int8 values per word, N4 = ceil(N / 4)):
-//   qk  u32 [KWP, 4·N4]   qk[kw, n] = canonical qweight[n, kw]; KWP = ceil(K / 32) · 32 / PER (rows past
-//                         KW and columns past N are 0), so a vec4 at (kw, c) holds word kw of columns 4c..4c+3
-//   sz  u32 [ng, 4·N4]    f16 scale (bits 0..15) | f16 zero point (bits 16..31: z, 8 for sym, 0 for int8)
+// Layout of the copy (units: u32 words; PER = 8 int4 or 4 int8 values per word; columns in blocks of
+// KMAJOR_BLOCK = 32, NB32 = ceil(N / 32) blocks):
+//   qk  u32 [NB32, KWP, 32]  qk[n / 32, kw, n % 32] = canonical qweight[n, kw]; KWP = ceil(K / 32) · 32 / PER
+//                            (words past KW and columns past N are 0). A vec4 holds word kw of 4 adjacent
+//                            columns; the 8 vec4 of a block are one llvmpipe SIMD batch's 128-byte load and
+//                            successive kw follow each other, so each batch streams contiguous memory.
+//   sz  u32 [NB32, ng, 32]   f16 scale (bits 0..15) | f16 zero point (bits 16..31: z, 8 for sym, 0 for int8)
 // Both must fit one storage binding (128 MiB on lavapipe: up to ~32k x 8k int4); larger weights fall
 // back to the canonical-layout kernels (kmajorUnavailable says why).
 //
@@ -30,20 +37,29 @@ import type { GpuPackedWeight } from "./rtn.ts";
 export type KMajorVariant = "kmajor" | "kmajor_dp4a";
 export const KMAJOR_VARIANTS: readonly KMajorVariant[] = ["kmajor", "kmajor_dp4a"];
 
-/** Largest M the K-major GEMVs take (one dispatch, TM rows of x per invocation). */
-export const KMAJOR_MAX_M = 8;
+/**
+ * Rows of x per invocation and dispatch slice: M <= 4 is one slice; larger M (qmatmul routes the
+ * K-major kernels automatically for M <= 8; any M can be forced) takes ceil(M / 4) slices in one
+ * dispatch, each dequantizing the weights again (on lavapipe still far cheaper than the tiled GEMM).
+ */
+export function kmajorRowsPerSlice(M: number): 1 | 2 | 4 {
+  return M === 1 ? 1 : M === 2 ? 2 : 4;
+}
+
+/** Columns per block of the K-major layout (CB = 8 column quads in the shaders). */
+export const KMAJOR_BLOCK = 32;
 
 /** The repacked copy of one packed weight W [N, K] (see the layout above). */
 export interface KMajorWeight {
   readonly bits: 4 | 8;
   readonly N: number;
   readonly K: number;
-  /** u32 [KWP, 4·N4] */
+  /** u32 [NB32, KWP, 32] */
   readonly qk: GpuTensor;
-  /** u32 [ng, 4·N4] */
+  /** u32 [NB32, ng, 32] */
   readonly sz: GpuTensor;
-  /** Uniform values shared by every kmajor kernel (Params of kmajor.wgsl). */
-  readonly params: { N: number; K: number; KW: number; KWP: number; N4: number; ng: number; GW: number; mode: number };
+  /** Uniform values shared by every kmajor kernel (Params of kmajor.wgsl; N4P = 8 · NB32 column quads). */
+  readonly params: { N: number; K: number; KW: number; KWP: number; N4P: number; ng: number; GW: number; mode: number };
 }
 
 const WG = 64;
@@ -55,19 +71,22 @@ const WG = 64;
 /** Byte sizes of the repacked copy of a weight of `spec`: qk, sz and their sum. */
 export function kmajorBytes(spec: QuantSpec): { qk: number; sz: number; total: number } {
   const p = layoutParams(spec);
-  const qk = p.KWP * 4 * p.N4 * 4;
-  const sz = p.ng * 4 * p.N4 * 4;
+  const qk = p.KWP * 4 * p.N4P * 4;
+  const sz = p.ng * 4 * p.N4P * 4;
   return { qk, sz, total: qk + sz };
 }
 
 /** Why `variant` cannot run x (M, ·) of dtype `xType` against a weight of `w` on this device, or null. */
 export function kmajorUnavailable(gpu: Gpu, variant: KMajorVariant, w: QuantSpec, M: number, xType: "f32" | "f16"): string | null {
   if (xType !== "f32") return `${variant} takes f32 activations`;
-  if (M > KMAJOR_MAX_M) return `${variant} is a GEMV for M <= ${KMAJOR_MAX_M} (M = ${M})`;
+  if (Math.ceil(M / 4) > gpu.limits.maxComputeWorkgroupsPerDimension) return `${variant} takes at most ${4 * gpu.limits.maxComputeWorkgroupsPerDimension} rows of x (M = ${M})`;
   const lim = gpu.limits.maxStorageBufferBindingSize;
   const b = kmajorBytes(w);
   const canonical = w.N * wordsPerRow(w) * 4;
   if (Math.max(b.qk, canonical) > lim) return `${variant} needs the weight in one storage binding (${Math.max(b.qk, canonical)} bytes > ${lim})`;
+  if (!gpu.has("subgroups")) return "the device lacks the subgroups feature";
+  const sg = gpu.adapterInfo.subgroupMinSize;
+  if (sg < 8) return `${variant} needs subgroups of >= 8 invocations (this adapter reports ${sg || "no"} minimum size)`;
   if (variant === "kmajor") return null;
   if (!gpu.wgslFeatures.has("packed_4x8_integer_dot_product")) return "WGSL lacks packed_4x8_integer_dot_product";
   if (w.bits !== 8 && w.G % 32 !== 0) return `kmajor_dp4a needs a group size that is a multiple of 32 (G = ${w.G})`;
@@ -106,7 +125,7 @@ export function hasKMajor(w: GpuPackedWeight): boolean {
 }
 
 /**
- * Records y = x · dequant(w)ᵀ with a K-major GEMV into `batch`. Shapes: x [M, K] f32 with M <= 8,
+ * Records y = x · dequant(w)ᵀ with a K-major kernel into `batch`. Shapes: x [M, K] f32 (any M; see kmajorRowsPerSlice),
  * w packed [N, K], y [M, N] f32. Repacks w first when it has no copy yet. The caller checks shapes
  * and kmajorUnavailable (src/quant/matmul.ts qmatmul does both).
  */
@@ -114,14 +133,13 @@ export async function kmajorMatmul(ctx: GpuContext, batch: CommandBatch, x: GpuT
   const [M, K] = x.shape;
   if (K !== w.K || y.shape[0] !== M || y.shape[1] !== w.N) throw new TensorError(y.label, `kmajor: x [${x.shape}] · W [${w.N}, ${w.K}]ᵀ does not give y [${y.shape}]`);
   if (M === 0) return;
-  if (M > KMAJOR_MAX_M) throw new UsageError(`${variant} is a GEMV for M <= ${KMAJOR_MAX_M} (M = ${M})`);
   const km = await prepareKMajor(ctx, w);
-  const TM = M === 1 ? 1 : M === 2 ? 2 : M <= 4 ? 4 : 8; // rows of x per invocation: one z slice
+  const TM = kmajorRowsPerSlice(M);
   const BITS = km.bits;
   const params = { M, ...km.params };
   if (variant === "kmajor") {
     const k = await ctx.kernels.get("quant/kmajor.wgsl", "main", { WG_SIZE: WG, BITS, TM });
-    batch.dispatch(k, { x, qkv: km.qk, szv: km.sz, y }, params, [...k.grid1d(Math.ceil(km.params.N4 / WG)).slice(0, 2), Math.ceil(M / TM)] as [number, number, number]);
+    batch.dispatch(k, { x, qkv: km.qk, szv: km.sz, y }, params, [...k.grid1d(Math.ceil(km.params.N4P / WG)).slice(0, 2), Math.ceil(M / TM)] as [number, number, number]);
     return;
   }
   // kmajor_dp4a: x -> int8 blocks of 32 (quantize_x of the row-major dp4a shader: same xq / xs layout).
@@ -132,7 +150,7 @@ export async function kmajorMatmul(ctx: GpuContext, batch: CommandBatch, x: GpuT
   const kq = await ctx.kernels.get("quant/matmul_q_dp4a.wgsl", "quantize_x", { WG_SIZE: WG, BITS });
   const kd = await ctx.kernels.get("quant/kmajor_dp4a.wgsl", "main", { WG_SIZE: WG, BITS, TM });
   batch.dispatch(kq, { x, xq, xs }, { M, N: w.N, K, G: 32, ng: 1, n0: 0, nw: w.N, sym: 0 }, kq.grid1d(Math.ceil((M * NB) / WG)));
-  batch.dispatch(kd, { xq, xs, qkv: km.qk, szv: km.sz, y }, params, [...kd.grid1d(Math.ceil(km.params.N4 / WG)).slice(0, 2), Math.ceil(M / TM)] as [number, number, number]);
+  batch.dispatch(kd, { xq, xs, qkv: km.qk, szv: km.sz, y }, params, [...kd.grid1d(Math.ceil(km.params.N4P / WG)).slice(0, 2), Math.ceil(M / TM)] as [number, number, number]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +172,7 @@ function layoutParams(s: QuantSpec): KMajorWeight["params"] {
     K: s.K,
     KW,
     KWP: Math.ceil(s.K / 32) * (32 / PER),
-    N4: Math.ceil(s.N / 4),
+    N4P: (Math.ceil(s.N / KMAJOR_BLOCK) * KMAJOR_BLOCK) / 4,
     ng,
     GW: int8 ? KW : s.G / PER,
     mode: int8 ? 0 : s.sym ? 2 : 1,
@@ -170,14 +188,14 @@ async function repack(ctx: GpuContext, w: GpuPackedWeight): Promise<KMajorWeight
   if (why) throw new UsageError(`cannot repack ${w.label} K-major: ${why}`, "use the canonical-layout qmatmul variants (tiled)");
   const kq = await ctx.kernels.get("quant/kmajor.wgsl", "repack_q", { WG_SIZE: WG, BITS });
   const ks = await ctx.kernels.get("quant/kmajor.wgsl", "repack_s", { WG_SIZE: WG, BITS });
-  const NP = 4 * p.N4;
-  const qk = GpuTensor.empty(gpu, [p.KWP, NP], "u32", `${w.label}.kmajor.qk`);
-  const sz = GpuTensor.empty(gpu, [p.ng, NP], "u32", `${w.label}.kmajor.sz`);
+  const NB32 = (4 * p.N4P) / KMAJOR_BLOCK;
+  const qk = GpuTensor.empty(gpu, [NB32, p.KWP, KMAJOR_BLOCK], "u32", `${w.label}.kmajor.qk`);
+  const sz = GpuTensor.empty(gpu, [NB32, p.ng, KMAJOR_BLOCK], "u32", `${w.label}.kmajor.sz`);
   try {
     const batch = new CommandBatch(gpu, `kmajor repack ${w.label}`);
     const params = { M: 1, ...p };
-    batch.dispatch(kq, { qweight: w.qweight, qk }, params, kq.grid1d(Math.ceil((p.KWP * NP) / WG)));
-    batch.dispatch(ks, { scales: w.scales, zeros: w.zeros ?? w.scales, sz }, params, ks.grid1d(Math.ceil((p.ng * NP) / WG)));
+    batch.dispatch(kq, { qweight: w.qweight, qk }, params, kq.grid1d(Math.ceil((p.KWP * 4 * p.N4P) / WG)));
+    batch.dispatch(ks, { scales: w.scales, zeros: w.zeros ?? w.scales, sz }, params, ks.grid1d(Math.ceil((p.ng * 4 * p.N4P) / WG)));
     batch.submit(); // queue order: every later submit sees the copy; no wait needed
   } catch (e) {
     qk.destroy();

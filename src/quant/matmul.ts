@@ -8,9 +8,10 @@
 //   subgroup    quant/matmul_q_sg.wgsl       GPU, M <= 8, `subgroups`, subgroupMinSize >= 8 f32
 //   dp4a        quant/matmul_q_dp4a.wgsl     GPU, M <= 8, packed_4x8_integer_dot_product,   f32
 //                                            int4 G % 32 == 0, int8Activations not false
-//   kmajor      quant/kmajor.wgsl            CPU adapter, M <= 8, weight in one binding      f32
+//   kmajor      quant/kmajor.wgsl            CPU adapter, M <= 8, weight in one binding,     f32
+//                                            subgroups >= 8 (forced: any M)
 //   kmajor_dp4a quant/kmajor_dp4a.wgsl       CPU adapter, M <= 8, int8Activations: true,     f32
-//                                            as dp4a's conditions
+//                                            as kmajor and dp4a (forced: any M)
 // (auto order for a GPU GEMV: dp4a, then subgroup, then tiled; for a CPU GEMV: kmajor_dp4a when
 // int8Activations is true, then kmajor, then tiled)
 // The kmajor variants run on a K-major copy of the weight made once and cached (src/quant/kmajor.ts);

@@ -10,7 +10,7 @@ import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { groupsPerRow, type HostPackedWeight, quantSpec, specName, wordsPerRow, zeroWordsPerRow } from "../../src/quant/formats.ts";
-import { hasKMajor, KMAJOR_VARIANTS, kmajorBytes, type KMajorVariant, prepareKMajor, releaseKMajor } from "../../src/quant/kmajor.ts";
+import { hasKMajor, KMAJOR_BLOCK, KMAJOR_VARIANTS, kmajorBytes, type KMajorVariant, prepareKMajor, releaseKMajor } from "../../src/quant/kmajor.ts";
 import { chooseVariant, qmatmul, QMATMUL_ALL_VARIANTS, variantUnavailable } from "../../src/quant/matmul.ts";
 import { destroyPacked, type GpuPackedWeight, quantizeRtn, uploadPacked } from "../../src/quant/rtn.ts";
 import { f32ToF16Bits } from "../../src/ref/f16.ts";
@@ -27,15 +27,17 @@ function repackRef(p: HostPackedWeight): { qk: Uint32Array; sz: Uint32Array } {
   const KW = wordsPerRow(p);
   const ng = groupsPerRow(p);
   const KWP = Math.ceil(K / 32) * (32 / PER);
-  const NP = 4 * Math.ceil(N / 4);
-  const qk = new Uint32Array(KWP * NP);
-  const sz = new Uint32Array(ng * NP);
+  const B = KMAJOR_BLOCK;
+  const NB32 = Math.ceil(N / B);
+  const qk = new Uint32Array(NB32 * KWP * B);
+  const sz = new Uint32Array(NB32 * ng * B);
   const halves = new Uint16Array(p.scales.buffer, p.scales.byteOffset, N * ng);
   for (let n = 0; n < N; n++) {
-    for (let kw = 0; kw < KW; kw++) qk[kw * NP + n] = p.qweight[n * KW + kw];
+    const [blk, col] = [Math.floor(n / B), n % B];
+    for (let kw = 0; kw < KW; kw++) qk[(blk * KWP + kw) * B + col] = p.qweight[n * KW + kw];
     for (let g = 0; g < ng; g++) {
       const z = p.bits === 8 ? 0 : p.zeros ? (p.zeros[n * zeroWordsPerRow(p) + (g >> 3)] >>> (4 * (g & 7))) & 15 : 8;
-      sz[g * NP + n] = (halves[n * ng + g] | (f32ToF16Bits(z) << 16)) >>> 0;
+      sz[(blk * ng + g) * B + col] = (halves[n * ng + g] | (f32ToF16Bits(z) << 16)) >>> 0;
     }
   }
   return { qk, sz };
@@ -49,18 +51,20 @@ describe("K-major GEMV y = x · dequant(W)ᵀ", async () => {
   async function run(variant: KMajorVariant | undefined, x: Float32Array, M: number, w: GpuPackedWeight, opts = {}) {
     const xt = GpuTensor.fromHost(gpu, x, [M, w.K], "f32", "x");
     const yt = GpuTensor.empty(gpu, [M, w.N], "f32", "y");
-    const b = new CommandBatch(gpu);
-    const used = await qmatmul(ctx, b, xt, w, yt, { variant, ...opts });
-    b.submit();
-    const y = (await yt.toHost()) as Float32Array;
-    xt.destroy();
-    yt.destroy();
-    return { y, used };
+    try {
+      const b = new CommandBatch(gpu);
+      const used = await qmatmul(ctx, b, xt, w, yt, { variant, ...opts });
+      b.submit();
+      return { y: (await yt.toHost()) as Float32Array, used };
+    } finally {
+      xt.destroy();
+      yt.destroy();
+    }
   }
 
   const specs: [number, number | undefined, boolean][] = [[4, 32, false], [4, 64, true], [4, 128, false], [8, undefined, true]];
   for (const [bits, G, sym] of specs) {
-    for (const [N, K] of [[101, 173], [172, 300]]) {
+    for (const [N, K] of [[101, 173], [172, 296]]) { // K % 8 != 0: a ragged 8-value chunk of x; K % 8 == 0: none
       const spec = quantSpec(bits, N, K, G, sym);
       it(`${specName(spec)} N=${N} K=${K}: repack is exact and both variants match the reference for every M in 1..8`, async () => {
         const base = gpu.stats.liveBytes;
@@ -113,7 +117,14 @@ describe("K-major GEMV y = x · dequant(W)ᵀ", async () => {
     expect(auto.used).toBe(cpu ? "kmajor" : chooseVariant(gpu, spec, 3, "f32"));
     expect(relError(auto.y, ref)).toBeLessThanOrEqual(cpu ? 1e-5 : 1e-2);
     expect(hasKMajor(w)).toBe(cpu);
-    expect(variantUnavailable(gpu, "kmajor", spec, 9, "f32")).toMatch(/M <= 8/);
+    for (const variant of KMAJOR_VARIANTS) {
+      // Forced, any M runs (ceil(M / 4) slices); auto routing stays M <= 8.
+      const M = 37;
+      if (variantUnavailable(gpu, variant, spec, M, "f32")) continue;
+      const xs = randomF32(M * 256, 7);
+      const big = await run(variant, xs, M, w);
+      expect(relError(big.y, matmulRef(xs, dequantizeRef(packed), M, 64, 256)), `${variant} M=37`).toBeLessThanOrEqual(TOL[variant]);
+    }
     expect(variantUnavailable(gpu, "kmajor_dp4a", quantSpec(4, 64, 256, 64, false), 1, "f32") ?? "").not.toMatch(/group size/);
     expect(variantUnavailable(gpu, "kmajor_dp4a", quantSpec(4, 64, 256, 8, false), 1, "f32")).toBeTruthy();
     await expect(run("kmajor", x, 3, w, { maxWindowBytes: 4096 })).rejects.toThrow(/maxWindowBytes/);

@@ -1,0 +1,129 @@
+// bench/run.ts — the benchmark suite behind `wgq bench` / `npm run bench`: roofline probes, then
+// GEMV (M = 1, 4, 8) and GEMM (M = 16, 128, 512) rows for every dtype and kernel variant on Llama
+// shapes, "best" marks, and the report files (bench/results/<device>.json, .svg, .md).
+//
+// What runs by default (everything, at every M on every shape, is --full):
+//   shapes "llama": N×K = 4096×4096, 11008×4096 (gate/up), 4096×11008 (down), 2048×2048 (1B-wide)
+//   GEMV  M = 1, 4, 8 on 4096×4096 and 2048×2048, M = 1 on the two 11008 shapes; on CPU adapters
+//         the GPU-shaped variants (subgroup, dp4a, tiled_f16) run at M = 1 on the square shapes only.
+//         This keeps `wgq bench --only gemv` within about a minute on lavapipe (2 cores).
+//   GEMM  M = 16 on every shape, M = 128 and 512 on 2048×2048 (--full: M = 16, 128, 512 everywhere;
+//         on lavapipe M = 128 on 4096×4096 is already ~2 s per run, so --full takes the better part
+//         of an hour there)
+//   roofline: all probes with --only roofline or a plain run; GEMV/GEMM-only runs measure just the
+//         copy bandwidth (the yardstick of "% copy")
+//   shapes "small": tiny ragged shapes for a smoke test (seconds in all)
+// Benchmarks share nothing with `npm test`; test/bench/ only checks that this runs on tiny shapes.
+
+import { mkdirSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { GpuContext } from "../gpu/context.ts";
+import { type BenchDType, benchKernels, type BenchRow, markBest, type Shape } from "./kernels.ts";
+import { type BenchReport, deviceSlug, markdown, svgPlot } from "./report.ts";
+import { roofline, type RooflineResult } from "./roofline.ts";
+import { BenchTimer } from "./timer.ts";
+
+export type BenchOnly = "gemv" | "gemm" | "roofline";
+export type ShapeSet = "llama" | "small";
+
+export interface BenchOptions {
+  only?: BenchOnly | null;
+  shapes?: ShapeSet;
+  /** Every variant at every M, and GEMM M = 512 on every shape. */
+  full?: boolean;
+  /** Timed repetitions per row (>= 7 unless a smoke test asks for fewer). Default 7. */
+  reps?: number;
+  warmup?: number;
+  /** Folder for <device>.json/.svg/.md; null writes nothing. Default bench/results/. */
+  outDir?: string | null;
+  /** Use timestamp-query when present (default true). */
+  timestamps?: boolean;
+  /** Progress lines (stderr in the CLI). */
+  log?: (msg: string) => void;
+}
+
+export const SHAPES: Record<ShapeSet, Shape[]> = {
+  llama: [
+    { n: 4096, k: 4096, label: "4096x4096" },
+    { n: 11008, k: 4096, label: "11008x4096" },
+    { n: 4096, k: 11008, label: "4096x11008" },
+    { n: 2048, k: 2048, label: "2048x2048" },
+  ],
+  small: [
+    { n: 130, k: 256, label: "130x256" },
+    { n: 64, k: 384, label: "64x384" },
+  ],
+};
+
+export const DEFAULT_RESULTS_DIR = fileURLToPath(new URL("../../bench/results/", import.meta.url));
+
+/** Variants shaped for GPUs (workgroup reductions, row-major dp4a, f16 activations). */
+const GPU_SHAPED = new Set(["subgroup", "dp4a", "tiled_f16"]);
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+// ---------------------------------------------------------------------------------------------
+
+/** Runs the suite on ctx's device; returns the report and the files written. */
+export async function runBench(ctx: GpuContext, opts: BenchOptions = {}): Promise<{ report: BenchReport; files: string[] }> {
+  const { gpu } = ctx;
+  const log = opts.log ?? (() => {});
+  const only = opts.only ?? null;
+  const shapeSet = opts.shapes ?? "llama";
+  const small = shapeSet === "small";
+  const full = opts.full ?? false;
+  const reps = opts.reps ?? 7;
+  const warmup = opts.warmup ?? 1;
+  const timer = new BenchTimer(gpu, { timestamps: opts.timestamps });
+  const cpu = gpu.adapterInfo.kind === "cpu";
+  let roof: RooflineResult | null = null;
+  let results: BenchRow[] = [];
+  try {
+    if (!only || only === "roofline" || only === "gemv" || only === "gemm") {
+      // The copy bandwidth is the yardstick of every row (% copy), so GEMV/GEMM runs measure it too.
+      const copyOnly = only === "gemv" || only === "gemm";
+      log(`roofline probes (${small ? "4 MiB" : "64 MiB"} copies${copyOnly ? ", copy bandwidth only" : ""})`);
+      roof = await roofline(ctx, timer, { copyBytes: small ? 4 << 20 : 64 << 20, reps, fmaIters: small ? 256 : 2048, copyOnly });
+    }
+    if (only !== "roofline") {
+      const largest = Math.max(...SHAPES[shapeSet].map((s) => s.n * s.k));
+      results = await benchKernels(ctx, timer, {
+        shapes: SHAPES[shapeSet],
+        ms: (s) => ({
+          gemv: only === "gemm" ? [] : full || small || s.n === s.k ? [1, 4, 8] : [1],
+          gemm: only === "gemv" ? [] : small ? [16] : full || s.n * s.k < largest / 4 ? [16, 128, 512] : [16],
+        }),
+        include: full || !cpu ? undefined : (_d: BenchDType, v: string, m: number, s: Shape) => m > 8 || !GPU_SHAPED.has(v) || (m === 1 && (small || s.n === s.k)),
+        reps,
+        warmup,
+        copyGbps: roof?.copy_gbps ?? null,
+        log,
+      });
+      markBest(results);
+    }
+  } finally {
+    timer.destroy();
+  }
+  const report: BenchReport = {
+    device: { ...gpu.adapterInfo, features: [...gpu.features].sort(), timer: timer.kind },
+    settings: { reps, warmup, shapes: shapeSet, only, full, date: new Date().toISOString() },
+    roofline: roof,
+    results,
+  };
+  const files: string[] = [];
+  if (opts.outDir !== null) {
+    const dir = opts.outDir ?? DEFAULT_RESULTS_DIR;
+    mkdirSync(dir, { recursive: true });
+    // A partial run (--only, small shapes) does not overwrite the full run's files.
+    const suffix = [only, small ? "small" : null, full ? "full" : null].filter(Boolean).join("-");
+    const stem = `${dir.replace(/\/?$/, "/")}${deviceSlug(gpu.adapterInfo)}${suffix ? `.${suffix}` : ""}`;
+    writeFileSync(`${stem}.json`, JSON.stringify(report, null, 2) + "\n");
+    writeFileSync(`${stem}.md`, markdown(report) + "\n");
+    files.push(`${stem}.json`, `${stem}.md`);
+    if (results.length) {
+      writeFileSync(`${stem}.svg`, svgPlot(report));
+      files.push(`${stem}.svg`);
+    }
+  }
+  return { report, files };
+}

@@ -75,7 +75,10 @@ describe("wgq bench (tiny shapes)", async () => {
     const s = await timer.measure((_r, batch: CommandBatch) => batch.copy(a, b), { reps: 3 });
     expect(Array.from((await b.toHost()) as Float32Array)).toEqual([1, 2, 3, 4]);
     expect(s.ms).toHaveLength(3);
-    expect(s.timer).toBe(ctx.gpu.has("timestamp-query") && s.ms.every((v) => v > 0) ? "timestamp" : "wall");
+    // A copy this small may be below the timestamp clock's resolution: the timer then falls back to wall time.
+    if (!ctx.gpu.has("timestamp-query")) expect(s.timer).toBe("wall");
+    expect(["timestamp", "wall"]).toContain(s.timer);
+    expect(s.ms.every((v) => v > 0 && Number.isFinite(v))).toBe(true);
     timer.destroy();
     a.destroy();
     b.destroy();

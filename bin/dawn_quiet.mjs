@@ -30,8 +30,9 @@ export function runQuiet(cmd, args, opts = {}) {
     child.stderr.on("end", () => {
       if (rest && !NOISE.test(rest)) process.stderr.write(rest);
     });
-    // Ctrl-C reaches the child through the process group; wait for it to clean up and exit.
-    const ignore = () => {};
+    // Ctrl-C reaches the child through the terminal's process group; a signal sent to this process
+    // alone is passed on. Either way the child cleans up and its exit code is ours.
+    const ignore = () => child.kill("SIGINT");
     process.on("SIGINT", ignore);
     process.on("SIGTERM", () => child.kill("SIGTERM"));
     child.on("error", (e) => {

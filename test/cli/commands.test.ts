@@ -105,3 +105,22 @@ describe("wgq command line", () => {
     expect(j.gemv.int4_ms).toBeGreaterThan(0);
   });
 });
+
+describe("Ctrl-C", () => {
+  it("stops a quantization cleanly: exit 130, no partial output folder, a message naming what was not written", async () => {
+    const { spawn } = await import("node:child_process");
+    const parent = mkdtempSync(join(tmpdir(), "wgq-int-"));
+    const out = join(parent, "awq");
+    const child = spawn(process.execPath, [WGQ, "quantize", "--model", STORIES, "--method", "awq", "--bits", "4", "--group-size", "32", "--calib", SAMPLE, "--samples", "8", "--seq-len", "64", "--out", out, "--quiet"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d) => (stderr += d));
+    // Wait until the output folder is being written (its hidden partial sibling exists), then interrupt.
+    for (let i = 0; i < 200 && !readdirSync(parent).some((f) => f.includes("partial")); i++) await new Promise((r) => setTimeout(r, 50));
+    expect(readdirSync(parent).some((f) => f.includes("partial"))).toBe(true);
+    child.kill("SIGINT");
+    const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+    expect(code).toBe(130);
+    expect(stderr).toMatch(/interrupted: .*awq was not written/);
+    expect(readdirSync(parent)).toEqual([]);
+  });
+});

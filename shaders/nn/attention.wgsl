@@ -7,10 +7,13 @@
 // Packed sequences (seq > 0, pos0 = 0): the T rows are T / seq independent sequences of seq
 // tokens; query t attends rows floor(t / seq) * seq ..= t only.
 //
-// Entry:     main
-// Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64; override HEAD_DIM: u32 (= D, <= 128)
-// Grid:      (ceil(T * Hq / WG_SIZE), 1, 1) folded into (x, y) when large (host: Kernel.grid1d);
-//            one invocation = one (token, head); no workgroup memory, no barriers
+// Entry:     main — one invocation = one (token, query head)
+// Entry:     grouped — one invocation = one (token, KV head) and its GROUP query heads: each key and
+//            value row is read once for the whole group (GROUP * HEAD_DIM <= 128)
+// Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64; override HEAD_DIM: u32 (= D, <= 128);
+//            override GROUP: u32 = Hq / Hkv (grouped only)
+// Grid:      (ceil(T * Hq / WG_SIZE), 1, 1) for main, (ceil(T * Hkv / WG_SIZE), 1, 1) for grouped,
+//            folded into (x, y) when large (host: Kernel.grid1d); no workgroup memory, no barriers
 // Bindings (group 0):
 //   0 q       storage read        array<f32>  [T, Hq, D] row-major (after RoPE)
 //   1 kc      storage read        array<f32>  [S, Hkv, D] key cache, positions 0 .. pos0+T-1 filled
@@ -23,7 +26,9 @@ override WG_SIZE: u32 = 64;
 // The head dimension as a pipeline constant: loops over it get a fixed trip count, so the
 // compiler keeps q and the accumulator in registers (must equal params.D).
 override HEAD_DIM: u32 = 64;
+override GROUP: u32 = 1;
 const MAX_D: u32 = 128u;
+const MAX_GROUP: u32 = 16u;
 
 struct Params {
   T: u32,
@@ -85,5 +90,64 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let inv = 1.0 / l;
   for (var d = 0u; d < D; d++) {
     out[qb + d] = acc[d] * inv;
+  }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+  let idx = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  if (idx >= params.T * params.Hkv) {
+    return;
+  }
+  let t = idx / params.Hkv;
+  let kvh = idx % params.Hkv;
+  let D = HEAD_DIM;
+  var qv: array<f32, MAX_D>;
+  var acc: array<f32, MAX_D>;
+  var kr: array<f32, MAX_D>;
+  var m: array<f32, MAX_GROUP>;
+  var l: array<f32, MAX_GROUP>;
+  for (var g = 0u; g < GROUP; g++) {
+    let qb = (t * params.Hq + kvh * GROUP + g) * D;
+    for (var d = 0u; d < D; d++) {
+      qv[g * D + d] = q[qb + d] * params.scale;
+      acc[g * D + d] = 0.0;
+    }
+    m[g] = -3.0e38;
+    l[g] = 0.0;
+  }
+  let last = params.pos0 + t;
+  var first = 0u;
+  if (params.seq > 0u) {
+    first = (t / params.seq) * params.seq;
+  }
+  let stride = params.Hkv * D;
+  for (var j = first; j <= last; j++) {
+    let kb = j * stride + kvh * D;
+    for (var d = 0u; d < D; d++) {
+      kr[d] = kc[kb + d];
+    }
+    for (var g = 0u; g < GROUP; g++) {
+      var s = 0.0;
+      for (var d = 0u; d < D; d++) {
+        s = fma(qv[g * D + d], kr[d], s);
+      }
+      let m_new = max(m[g], s);
+      let corr = exp(m[g] - m_new);
+      let p = exp(s - m_new);
+      l[g] = l[g] * corr + p;
+      for (var d = 0u; d < D; d++) {
+        acc[g * D + d] = fma(p, vc[kb + d], acc[g * D + d] * corr);
+      }
+      m[g] = m_new;
+    }
+  }
+  for (var g = 0u; g < GROUP; g++) {
+    let ob = (t * params.Hq + kvh * GROUP + g) * D;
+    let inv = 1.0 / l[g];
+    for (var d = 0u; d < D; d++) {
+      out[ob + d] = acc[g * D + d] * inv;
+    }
   }
 }

@@ -22,6 +22,14 @@ export async function attention(
   if (D > MAX_HEAD_DIM) throw new TensorError(q.label, `head_dim ${D} exceeds the attention kernel's maximum ${MAX_HEAD_DIM}`);
   if (Hq % Hkv) throw new TensorError(q.label, `Hq ${Hq} is not a multiple of Hkv ${Hkv}`);
   if (kc.numel < (pos0 + T) * Hkv * D) throw new TensorError(kc.label, `KV cache holds ${kc.numel / (Hkv * D)} positions, needs ${pos0 + T}`);
+  const group = Hq / Hkv;
+  const params = { T, Hq, Hkv, D, pos0, scale: 1 / Math.sqrt(D), seq };
+  if (group > 1 && group * D <= MAX_HEAD_DIM) {
+    // GQA with small heads: one invocation per KV head reads each key/value row once for its group.
+    const k = await ctx.kernels.get("nn/attention.wgsl", "grouped", { WG_SIZE: 64, HEAD_DIM: D, GROUP: group });
+    batch.dispatch(k, { q, kc, vc, out }, params, k.grid1d(Math.ceil((T * Hkv) / 64)));
+    return;
+  }
   const k = await ctx.kernels.get("nn/attention.wgsl", "main", { WG_SIZE: 64, HEAD_DIM: D });
-  batch.dispatch(k, { q, kc, vc, out }, { T, Hq, Hkv, D, pos0, scale: 1 / Math.sqrt(D), seq }, k.grid1d(Math.ceil((T * Hq) / 64)));
+  batch.dispatch(k, { q, kc, vc, out }, params, k.grid1d(Math.ceil((T * Hq) / 64)));
 }

@@ -47,7 +47,7 @@ export function ropeRef(x: Float32Array, T: number, nh: number, D: number, pos0:
  * Causal GQA attention. q (T, Hq, D) at positions pos0.., caches kc/vc (S, Hkv, D) holding
  * positions 0 .. pos0+T-1 -> out (T, Hq, D).
  */
-export function attentionRef(q: Float32Array, kc: Float32Array, vc: Float32Array, T: number, Hq: number, Hkv: number, D: number, pos0: number): Float32Array {
+export function attentionRef(q: Float32Array, kc: Float32Array, vc: Float32Array, T: number, Hq: number, Hkv: number, D: number, pos0: number, seq = 0): Float32Array {
   const out = new Float32Array(T * Hq * D);
   const scale = 1 / Math.sqrt(D);
   const group = Hq / Hkv;
@@ -55,19 +55,20 @@ export function attentionRef(q: Float32Array, kc: Float32Array, vc: Float32Array
     for (let h = 0; h < Hq; h++) {
       const kvh = Math.floor(h / group);
       const n = pos0 + t + 1;
+      const j0 = seq > 0 ? Math.floor(t / seq) * seq : 0;
       const s = new Float64Array(n);
       let m = -Infinity;
-      for (let j = 0; j < n; j++) {
+      for (let j = j0; j < n; j++) {
         let d = 0;
         for (let i = 0; i < D; i++) d += q[(t * Hq + h) * D + i] * kc[(j * Hkv + kvh) * D + i];
         s[j] = d * scale;
         m = Math.max(m, s[j]);
       }
       let z = 0;
-      for (let j = 0; j < n; j++) z += (s[j] = Math.exp(s[j] - m));
+      for (let j = j0; j < n; j++) z += (s[j] = Math.exp(s[j] - m));
       for (let i = 0; i < D; i++) {
         let acc = 0;
-        for (let j = 0; j < n; j++) acc += s[j] * vc[(j * Hkv + kvh) * D + i];
+        for (let j = j0; j < n; j++) acc += s[j] * vc[(j * Hkv + kvh) * D + i];
         out[(t * Hq + h) * D + i] = acc / z;
       }
     }

@@ -6,14 +6,17 @@
 // Entry:     mul_cols    — x[t, c] *= y[c]                       (scale input channels), i = t * cols + c < n
 // Entry:     mul_rows    — x[r, c] *= y[r]                       (scale output rows), i = r * cols + c < n
 // Entry:     sub         — x[i] = y[i] - u[i]                    (errors against a reference), i < n
+// Entry:     transpose   — x[c, r] = y[r, c]                     (K-major weights), i = r * cols + c < n
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 256
 // Grid:      ceil(n / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d); one invocation = one element
 // Bindings (group 0):
-//   0 x       storage read_write  array<f32>  [n] output (and input of add_inplace, add_bias)
+//   0 x       storage read_write  array<f32>  [n] output (and input of add_inplace, add_bias); transpose:
+//                                             [cols, n / cols], a buffer other than y
 //   1 y       storage read        array<f32>  [n] (add_inplace, silu_mul, sub), [cols] (add_bias, mul_cols)
-//                                             or [n / cols] (mul_rows)
+//                                             or [n / cols] (mul_rows); transpose: [n / cols, cols]
 //   2 u       storage read        array<f32>  [n] (silu_mul, sub)
-//   3 params  uniform             Params { n (elements), cols (row length for add_bias, mul_cols, mul_rows) }
+//   3 params  uniform             Params { n (elements), cols (row length for add_bias, mul_cols, mul_rows,
+//                                             transpose) }
 // Reference: src/ref/llama.ts (siluRef and plain loops)
 
 override WG_SIZE: u32 = 256;
@@ -84,5 +87,16 @@ fn sub(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
   let i = index(wid, nwg, lid);
   if (i < params.n) {
     x[i] = y[i] - u[i];
+  }
+}
+
+@compute @workgroup_size(WG_SIZE)
+fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+  let i = index(wid, nwg, lid);
+  if (i < params.n) {
+    let r = i / params.cols;
+    let c = i % params.cols;
+    x[c * (params.n / params.cols) + r] = y[i];
   }
 }

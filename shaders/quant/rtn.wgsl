@@ -29,8 +29,9 @@
 // Entry:     clip_apply — w_inout[n, k] = clamp(w_inout[n, k], −m, m), m = clip_max[n, k / G]
 //   Grid:      ceil(N * K / WG_SIZE) workgroups folded into (x, y); one invocation = one element
 //   6 fq_params     uniform             FqParams { N, K, G (<= 128), ng, maxq (asym 2^b − 1; sym 2^(b−1) − 1),
-//                                                 use_scale, use_clip, T (rows of x) }
-//   7 fq            storage read_write  array<f32>  [N, K] fake-quantized weights
+//                                                 use_scale, use_clip, T (rows of x), transposed }
+//   7 fq            storage read_write  array<f32>  [N, K] fake-quantized weights ([K, N] when transposed = 1,
+//                                                   the layout of nn/matmul_kn.wgsl)
 //   8 col_scale     storage read        array<f32>  [K] AWQ input-channel scales (use_scale = 1; else any)
 //   9 clip_max      storage read        array<f32>  [N, ng] clip bound per (row, group) (use_clip = 1 / clip_apply)
 //   10 clip_max_out storage read_write  array<f32>  [N, ng] chosen clip bound
@@ -253,6 +254,7 @@ struct FqParams {
   use_scale: u32,
   use_clip: u32,
   T: u32,
+  transposed: u32,
 }
 
 const MAX_G: u32 = 128u;
@@ -329,7 +331,7 @@ fn fake_quant(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
     if (P.use_scale == 1u) {
       d = d / col_scale[k];
     }
-    fq[n * P.K + k] = d;
+    fq[select(n * P.K + k, k * P.N + n, P.transposed == 1u)] = d;
   }
 }
 

@@ -42,3 +42,14 @@ export async function sub(ctx: GpuContext, batch: CommandBatch, a: GpuTensor, b:
   const k = await ctx.kernels.get(FILE, "sub", { WG_SIZE: 256 });
   batch.dispatch(k, { x: out, y: a, u: b }, { n: out.numel, cols: 1 }, k.grid1d(Math.ceil(out.numel / 256)));
 }
+
+/** out (C, R) = xᵀ for x (R, C) f32; out must be another tensor. */
+export async function transpose(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, out: GpuTensor): Promise<void> {
+  if (x.shape.length !== 2 || x.dtype !== "f32") throw new TensorError(x.label, `transpose needs f32 [R, C], got ${x.dtype} [${x.shape}]`);
+  const [R, C] = x.shape;
+  if (out.dtype !== "f32" || out.numel !== R * C) throw new TensorError(out.label, `transpose output must be f32 [${C}, ${R}]`);
+  if (out.buffer === x.buffer) throw new TensorError(out.label, "transpose cannot run in place");
+  if (R * C === 0) return;
+  const k = await ctx.kernels.get(FILE, "transpose", { WG_SIZE: 256 });
+  batch.dispatch(k, { x: out, y: x }, { n: R * C, cols: C }, k.grid1d(Math.ceil((R * C) / 256)));
+}

@@ -2,8 +2,9 @@
 // W is f32 or f16 (binary16 bits, two per word); x and y are f32. W may exceed one storage
 // binding: it is bound in windows of whole rows and each window writes its columns of y.
 
-import { TensorError } from "../errors.ts";
+import { TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
+import type { Gpu } from "../gpu/device.ts";
 import type { CommandBatch } from "../gpu/encoder.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
 
@@ -33,4 +34,40 @@ export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor,
       k.grid(Math.ceil(win.rows / TILE), Math.ceil(M / TILE)),
     );
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// K-major GEMM for CPU adapters (shaders/nn/matmul_kn.wgsl): y = x · Wt with Wt = Wᵀ stored [K, N].
+// Callers that re-run the same weights many times (AWQ's searches) keep a transposed copy and
+// call matmulKn when kMajorPreferred() says so.
+
+const KN_TM = 16;
+
+/** Why matmulKn cannot run x [M, K] · Wt [K, N] on this device, or null when it can. */
+export function matmulKnUnavailable(gpu: Gpu, M: number, N: number, K: number): string | null {
+  if (!gpu.has("subgroups") || gpu.adapterInfo.subgroupMinSize < 8) return "needs subgroups of at least 8 invocations";
+  if (N % 4 || K % 4) return `needs N and K multiples of 4 (N = ${N}, K = ${K})`;
+  const lim = gpu.limits.maxStorageBufferBindingSize;
+  if (Math.max(M * K, K * N, M * N) * 4 > lim) return "x, Wt and y must each fit one storage binding";
+  if (Math.ceil(M / KN_TM) > gpu.limits.maxComputeWorkgroupsPerDimension) return `M = ${M} exceeds one dispatch`;
+  return null;
+}
+
+/** True on CPU adapters where matmulKn runs: there it is several times faster than matmul(). */
+export function kMajorPreferred(gpu: Gpu, M: number, N: number, K: number): boolean {
+  return gpu.adapterInfo.kind === "cpu" && matmulKnUnavailable(gpu, M, N, K) === null;
+}
+
+/** Records y = x · Wt into `batch`. Shapes: x [M, K] f32, wt [K, N] f32 (W transposed), y [M, N] f32. */
+export async function matmulKn(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, wt: GpuTensor, y: GpuTensor): Promise<void> {
+  const [M, K] = x.shape;
+  const [Kw, N] = wt.shape;
+  if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `matmulKn x must be f32 [M, K], got ${x.dtype} [${x.shape}]`);
+  if (wt.dtype !== "f32" || wt.shape.length !== 2 || Kw !== K) throw new TensorError(wt.label, `matmulKn Wt must be f32 [${K}, N], got ${wt.dtype} [${wt.shape}]`);
+  if (y.dtype !== "f32" || y.shape.length !== 2 || y.shape[0] !== M || y.shape[1] !== N) throw new TensorError(y.label, `matmulKn y must be f32 [${M}, ${N}], got ${y.dtype} [${y.shape}]`);
+  const why = matmulKnUnavailable(ctx.gpu, M, N, K);
+  if (why) throw new UsageError(`matmulKn cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() with W [N, K]");
+  if (M === 0 || N === 0) return;
+  const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "main", { TM: KN_TM });
+  batch.dispatch(k, { x, wt, y }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM), 1]);
 }

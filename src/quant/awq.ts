@@ -23,9 +23,9 @@ import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { attention } from "../nn/attention.ts";
-import { addBias, addInPlace, scale, siluMul, sub } from "../nn/elementwise.ts";
+import { addBias, addInPlace, scale, siluMul, sub, transpose } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
-import { matmul } from "../nn/matmul.ts";
+import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
 import type { LlamaConfig } from "../model/config.ts";
@@ -122,6 +122,8 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
 interface Lin {
   name: string;
   w: GpuTensor;
+  /** wᵀ (K, N) when the block runs K-major matmuls (CPU adapters), kept in step with w. */
+  wT: GpuTensor | null;
   b: GpuTensor | null;
   /** The weight as read (host copy), for the duo-scaling statistic. */
   host: Float32Array;
@@ -146,6 +148,9 @@ async function awqBlock(
     scratch.push(t);
     return t;
   };
+  // CPU adapters: the K-major GEMM is several times faster; every module then reads Wᵀ.
+  const maxM = Math.max(...chunks.map((ch) => ch.n * L));
+  const kn = ([[qw, H], [kvw, H], [H, qw], [I, H], [H, I]] as const).every(([N, K]) => kMajorPreferred(gpu, maxM, N, K));
   const lin = async (part: string, role: string, N: number, K: number): Promise<Lin> => {
     const name = `${p}${part}.${role}`;
     let b: GpuTensor | null = null;
@@ -157,7 +162,9 @@ async function awqBlock(
     const host = await read(`${name}.weight`);
     const w = GpuTensor.fromHost(gpu, host, [N, K], "f32", `${name}.weight`);
     scratch.push(w);
-    return { name, w, b, host };
+    const wT = kn ? GpuTensor.empty(gpu, [K, N], "f32", `${name}.weight_t`) : null;
+    if (wT) scratch.push(wT);
+    return { name, w, wT, b, host };
   };
   const inNorm = await up(`${p}input_layernorm.weight`, [H]);
   const postNorm = await up(`${p}post_attention_layernorm.weight`, [H]);
@@ -176,9 +183,15 @@ async function awqBlock(
     await f(b);
     b.submit();
   };
+  // y = x · Wᵀ (+ bias); w is [N, K], or [K, N] when kn.
   const lmul = async (b: CommandBatch, x: GpuTensor, li: Lin, w: GpuTensor, y: GpuTensor) => {
-    await matmul(ctx, b, x, w, y);
+    await (kn ? matmulKn : matmul)(ctx, b, x, w, y);
     if (li.b) await addBias(ctx, b, y, li.b);
+  };
+  // The fp weight in the layout lmul takes.
+  const fp = (li: Lin) => li.wT ?? li.w;
+  const syncT = async (b: CommandBatch, lins: Lin[]) => {
+    for (const li of lins) if (li.wT) await transpose(ctx, b, li.w, li.wT);
   };
 
   try {
@@ -191,7 +204,6 @@ async function awqBlock(
       };
     });
     const stats = { xn1: T([H, 4], "s.xn1"), att: T([qw, 4], "s.att"), xn2: T([H, 4], "s.xn2"), h: T([I, 4], "s.h") };
-    const maxM = Math.max(...acts.map((a) => a.M));
     const tq = T([maxM, qw], "q"), tk = T([maxM, kvw], "k"), tv = T([maxM, kvw], "v"), tg = T([maxM, I], "g"), tu = T([maxM, I], "u");
     const tOut = T([maxM, H], "out"), tAtt = T([maxM, qw], "att2"), tH = T([maxM, I], "h2"), tDiff = T([maxM * Math.max(H, I)], "diff");
     const view = (t: GpuTensor, M: number, w: number) => t.view(t.label, [M, w], 0);
@@ -220,12 +232,13 @@ async function awqBlock(
     for (let i = 0; i < acts.length; i++) {
       const a = acts[i];
       await run("fp", async (b) => {
+        if (i === 0) await syncT(b, [q, k, v, o, gate, upP, down]);
         await rmsnorm(ctx, b, X[i], inNorm, a.xn1, c.rmsNormEps);
-        await attnModule(b, a, q.w, k.w, v.w, o.w, a.attnOut, a.att);
+        await attnModule(b, a, fp(q), fp(k), fp(v), fp(o), a.attnOut, a.att);
         b.copy(X[i], a.next);
         await addInPlace(ctx, b, a.next, a.attnOut);
         await rmsnorm(ctx, b, a.next, postNorm, a.xn2, c.rmsNormEps);
-        await mlpModule(b, a, gate.w, upP.w, down.w, a.mlpOut, a.h);
+        await mlpModule(b, a, fp(gate), fp(upP), fp(down), a.mlpOut, a.h);
         await addInPlace(ctx, b, a.next, a.mlpOut);
         await reduceStats(ctx, b, a.xn1, "cols", stats.xn1, true);
         await reduceStats(ctx, b, a.att, "cols", stats.att, true);
@@ -251,7 +264,7 @@ async function awqBlock(
       const x = await meanAbs(xStats);
       const K = x.length;
       const wMean = opts.duo ? duoWeightMean(lins.map((li) => li.host), K, Math.min(opts.groupSize, K)) : null;
-      const fq = lins.map((li) => T(li.w.shape as number[], `fq.${li.name}`));
+      const fq = lins.map((li) => T(kn ? [li.w.shape[1], li.w.shape[0]] : (li.w.shape as number[]), `fq.${li.name}`));
       const sT = T([K], "s");
       const losses: number[] = [];
       const cands: Float32Array[] = [];
@@ -260,7 +273,7 @@ async function awqBlock(
         cands.push(s);
         sT.write(s);
         await run(`search.${group}.${i}`, async (b) => {
-          for (let j = 0; j < lins.length; j++) await fakeQuantize(ctx, b, lins[j].w, fq[j], spec, { colScale: sT });
+          for (let j = 0; j < lins.length; j++) await fakeQuantize(ctx, b, lins[j].w, fq[j], spec, { colScale: sT, transposed: kn });
           for (const a of acts) {
             const out = view(tOut, a.M, H);
             await module(b, a, fq, out);
@@ -278,7 +291,7 @@ async function awqBlock(
       report.groups.push({ group, alpha: best / grid, loss_rtn: losses[0], loss_best: losses[best] });
       return cands[best];
     };
-    const fold = async (prev: { t: GpuTensor; mode: "cols" | "rows" }, lins: Lin[], acts2: GpuTensor[], s: Float32Array) => {
+    const fold = async (prev: { t: GpuTensor; mode: "cols" | "rows" }, lins: Lin[], acts2: GpuTensor[], s: Float32Array, prevLin?: Lin) => {
       const inv = Float32Array.from(s, (v) => 1 / v);
       const sT = GpuTensor.fromHost(gpu, s, [s.length], "f32", "awq.s");
       const iT = GpuTensor.fromHost(gpu, inv, [s.length], "f32", "awq.inv_s");
@@ -286,25 +299,26 @@ async function awqBlock(
         await scale(ctx, b, prev.t, iT, prev.mode);
         for (const li of lins) await scale(ctx, b, li.w, sT, "cols");
         for (const t of acts2) await scale(ctx, b, t, iT, "cols");
+        await syncT(b, [...lins, ...(prevLin ? [prevLin] : [])]);
         b.own(sT, iT);
       });
     };
 
     // input_layernorm -> q, k, v
-    let s = await searchGroup("qkv", stats.xn1, [q, k, v], (b, a, w, out) => attnModule(b, a, w[0], w[1], w[2], o.w, out), (a) => a.attnOut);
+    let s = await searchGroup("qkv", stats.xn1, [q, k, v], (b, a, w, out) => attnModule(b, a, w[0], w[1], w[2], fp(o), out), (a) => a.attnOut);
     await fold({ t: inNorm, mode: "cols" }, [q, k, v], acts.map((a) => a.xn1), s);
     // v -> o (only when v's rows line up with o's inputs, i.e. no GQA)
     if (c.numHeads === c.numKvHeads && !v.b) {
       s = await searchGroup("v_o", stats.att, [o], async (b, a, w, out) => lmul(b, a.att, o, w[0], out), (a) => a.attnOut);
-      await fold({ t: v.w, mode: "rows" }, [o], acts.map((a) => a.att), s);
+      await fold({ t: v.w, mode: "rows" }, [o], acts.map((a) => a.att), s, v);
     }
     // post_attention_layernorm -> gate, up
-    s = await searchGroup("gate_up", stats.xn2, [gate, upP], (b, a, w, out) => mlpModule(b, a, w[0], w[1], down.w, out), (a) => a.mlpOut);
+    s = await searchGroup("gate_up", stats.xn2, [gate, upP], (b, a, w, out) => mlpModule(b, a, w[0], w[1], fp(down), out), (a) => a.mlpOut);
     await fold({ t: postNorm, mode: "cols" }, [gate, upP], acts.map((a) => a.xn2), s);
     // up -> down
     if (!upP.b) {
       s = await searchGroup("down", stats.h, [down], async (b, a, w, out) => lmul(b, a.h, down, w[0], out), (a) => a.mlpOut);
-      await fold({ t: upP.w, mode: "rows" }, [down], acts.map((a) => a.h), s);
+      await fold({ t: upP.w, mode: "rows" }, [down], acts.map((a) => a.h), s, upP);
     }
 
     // 3. clip search on sampled tokens (q and k are skipped, as in AutoAWQ).

@@ -32,13 +32,16 @@ function check(spec: FakeQuantSpec, w: GpuTensor): { N: number; K: number; ng: n
 
 function params(spec: FakeQuantSpec, N: number, K: number, extra: Record<string, number> = {}) {
   const G = Math.min(spec.G, K);
-  return { N, K, G, ng: Math.ceil(K / G), maxq: spec.sym ? 2 ** (spec.bits - 1) - 1 : 2 ** spec.bits - 1, use_scale: 0, use_clip: 0, T: 0, ...extra };
+  return { N, K, G, ng: Math.ceil(K / G), maxq: spec.sym ? 2 ** (spec.bits - 1) - 1 : 2 ** spec.bits - 1, use_scale: 0, use_clip: 0, T: 0, transposed: 0, ...extra };
 }
 
-/** Records out (N, K) = fake-quantized w, optionally with column scales s (K) and per-group clip (N, ng). */
+/**
+ * Records out (N, K) = fake-quantized w, optionally with column scales s (K) and per-group clip
+ * (N, ng); with `transposed` out is written K-major (K, N), ready for matmulKn().
+ */
 export async function fakeQuantize(
   ctx: GpuContext, batch: CommandBatch, w: GpuTensor, out: GpuTensor, spec: FakeQuantSpec,
-  opts: { colScale?: GpuTensor; clipMax?: GpuTensor } = {},
+  opts: { colScale?: GpuTensor; clipMax?: GpuTensor; transposed?: boolean } = {},
 ): Promise<void> {
   const { N, K, ng } = check(spec, w);
   if (out.numel !== N * K) throw new TensorError(out.label, `fake quantization output must be [${N}, ${K}]`);
@@ -46,7 +49,7 @@ export async function fakeQuantize(
   batch.dispatch(
     k,
     { w, fq: out, col_scale: opts.colScale ?? w, clip_max: opts.clipMax ?? w },
-    params(spec, N, K, { use_scale: opts.colScale ? 1 : 0, use_clip: opts.clipMax ? 1 : 0 }),
+    params(spec, N, K, { use_scale: opts.colScale ? 1 : 0, use_clip: opts.clipMax ? 1 : 0, transposed: opts.transposed ? 1 : 0 }),
     k.grid1d(Math.ceil((N * ng) / WG)),
   );
 }

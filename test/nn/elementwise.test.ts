@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
-import { addBias, addInPlace, scale, siluMul, sub } from "../../src/nn/elementwise.ts";
+import { addBias, addInPlace, scale, siluMul, sub, transpose } from "../../src/nn/elementwise.ts";
 import { siluRef } from "../../src/ref/llama.ts";
 import { gpuContext, randomF32 } from "../helpers/gpu.ts";
 
@@ -34,6 +34,9 @@ describe("element-wise kernels", async () => {
     check(await run((bb, x) => sub(ctx, bb, at, bt, x), a), (i) => a[i] - b[i]);
     const got = await run((bb, x) => siluMul(ctx, bb, at, bt, x), a);
     for (let i = 0; i < got.length; i++) expect(Math.abs(got[i] - siluRef(a[i]) * b[i])).toBeLessThan(1e-6);
+    // transpose: exact, out[c, r] = a[r, c]
+    check(await run((bb, x) => transpose(ctx, bb, at, x.view("aT", [C, R], 0)), a), (i) => a[(i % R) * C + Math.floor(i / R)]);
+    await expect(transpose(ctx, new CommandBatch(ctx.gpu), at, at)).rejects.toThrow(/in place/);
     for (const t of [bt, vt, rt, at]) t.destroy();
     expect(ctx.gpu.stats.liveBytes).toBe(base);
   });

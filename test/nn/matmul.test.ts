@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
-import { matmul } from "../../src/nn/matmul.ts";
+import { kMajorPreferred, matmul, matmulKn, matmulKnUnavailable } from "../../src/nn/matmul.ts";
 import { f16ArrayToF32, f32ArrayToF16 } from "../../src/ref/f16.ts";
 import { matmulRef } from "../../src/ref/matmul.ts";
 import { gpuContext, randomF32, relError } from "../helpers/gpu.ts";
@@ -65,5 +65,46 @@ describe("matmul y = x · Wᵀ", async () => {
     console.log(`matmul ${M}x${N}x${K} f32 (${(N * K * 4) / 2 ** 20} MiB of weights): relative error ${err.toExponential(2)}`);
     expect(err).toBeLessThan(1e-5);
     for (const t of [xt, wt, yt]) t.destroy();
+  });
+
+  // K-major GEMM (matmul_kn.wgsl): ragged M (not a multiple of its 16-row tile), N / 4 and K / 4
+  // not multiples of its 8-invocation subgroup, and the stories260K shapes.
+  const knCases: [number, number, number][] = [[37, 44, 60], [1, 4, 4], [16, 32, 64], [300, 172, 64], [129, 64, 172]];
+  for (const [M, N, K] of knCases) {
+    it(`matmulKn ${M}x${N}x${K} (W stored [K, N]) matches the float64 reference`, async () => {
+      const why = matmulKnUnavailable(gpu, M, N, K);
+      if (why) {
+        // Only a device without subgroups may lack it; lavapipe has them.
+        expect(why).toMatch(/subgroups/);
+        expect(gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8).toBe(false);
+        return;
+      }
+      const base = gpu.stats.liveBytes;
+      const x = randomF32(M * K, 3 * M + N);
+      const w = randomF32(N * K, 5 * K + N);
+      const wtHost = new Float32Array(K * N);
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wtHost[k * N + n] = w[n * K + k];
+      const xt = GpuTensor.fromHost(gpu, x, [M, K], "f32", "x");
+      const wt = GpuTensor.fromHost(gpu, wtHost, [K, N], "f32", "wt");
+      const yt = GpuTensor.empty(gpu, [M, N], "f32", "y");
+      const b = new CommandBatch(gpu);
+      await matmulKn(ctx, b, xt, wt, yt);
+      b.submit();
+      const err = relError((await yt.toHost()) as Float32Array, matmulRef(x, w, M, N, K));
+      console.log(`matmulKn ${M}x${N}x${K}: relative error ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(1e-5);
+      for (const t of [xt, wt, yt]) t.destroy();
+      expect(gpu.stats.liveBytes).toBe(base);
+    });
+  }
+
+  it("matmulKn refuses shapes it cannot run, with the reason", async () => {
+    expect(matmulKnUnavailable(gpu, 8, 6, 8)).toMatch(/multiples of 4|subgroups/);
+    expect(kMajorPreferred(gpu, 8, 6, 8)).toBe(false);
+    const x = GpuTensor.empty(gpu, [2, 6], "f32", "x");
+    const wt = GpuTensor.empty(gpu, [6, 8], "f32", "wt");
+    const y = GpuTensor.empty(gpu, [2, 8], "f32", "y");
+    await expect(matmulKn(ctx, new CommandBatch(gpu), x, wt, y)).rejects.toThrow(/matmulKn cannot run/);
+    for (const t of [x, wt, y]) t.destroy();
   });
 });

@@ -23,13 +23,14 @@ import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { attention } from "../nn/attention.ts";
-import { addBias, addInPlace, scale, siluMul, sub, transpose } from "../nn/elementwise.ts";
+import { addBias, addInPlace, scale, siluMul, transpose } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
 import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { ropeInvFreq } from "../model/rope.ts";
+import { gramDot, sqErr, sqErrParts, sumPartials } from "./awq_loss.ts";
 import { applyClip, clipSearch, fakeQuantize, type FakeQuantSpec } from "./fake_quant.ts";
 
 export interface AwqOptions {
@@ -205,7 +206,7 @@ async function awqBlock(
     });
     const stats = { xn1: T([H, 4], "s.xn1"), att: T([qw, 4], "s.att"), xn2: T([H, 4], "s.xn2"), h: T([I, 4], "s.h") };
     const tq = T([maxM, qw], "q"), tk = T([maxM, kvw], "k"), tv = T([maxM, kvw], "v"), tg = T([maxM, I], "g"), tu = T([maxM, I], "u");
-    const tOut = T([maxM, H], "out"), tAtt = T([maxM, qw], "att2"), tH = T([maxM, I], "h2"), tDiff = T([maxM * Math.max(H, I)], "diff");
+    const tOut = T([maxM, H], "out"), tAtt = T([maxM, qw], "att2"), tH = T([maxM, I], "h2");
     const view = (t: GpuTensor, M: number, w: number) => t.view(t.label, [M, w], 0);
 
     // attention module: x (M, H) -> out (M, H) through q, k, v (weights given), rope, attention, o
@@ -255,11 +256,33 @@ async function awqBlock(
 
     // 2. scale search. loss(W'): sum over chunks of ||module(W') - fp||^2 / count.
     const grid = opts.grid ?? 20;
-    const lossT = Array.from({ length: grid }, (_, i) => T([1, 4], `loss${i}`));
+    // Partial sums of the squared output errors (summed on the host in float64).
+    const partsOf = acts.map((a) => sqErrParts(a.M * H));
+    const partOff = partsOf.map((_, i) => partsOf.slice(0, i).reduce((x, y) => x + y, 0));
+    const partial = T([Math.max(partsOf.reduce((x, y) => x + y, 0), qw * H, I * H, H * I)], "loss.partial");
+    // G = XᵀX over every calibration token, for groups whose loss is one linear layer's output.
+    const gramOf = async (x: (a: (typeof acts)[number]) => GpuTensor, K: number): Promise<GpuTensor> => {
+      const G = T([K, K], "gram");
+      const g1 = T([K, K], "gram.part");
+      for (let i = 0; i < acts.length; i++) {
+        const a = acts[i];
+        await run("gram", async (b) => {
+          const xT = GpuTensor.empty(gpu, [K, a.M], "f32", "gram.xT");
+          b.own(xT);
+          await transpose(ctx, b, x(a), xT);
+          const dst = i === 0 ? G : g1;
+          if (kn && kMajorPreferred(gpu, K, K, a.M)) await matmulKn(ctx, b, xT, x(a), dst);
+          else await matmul(ctx, b, xT, xT, dst);
+          if (i > 0) await addInPlace(ctx, b, G, g1);
+        });
+      }
+      return G;
+    };
     const searchGroup = async (
       group: string, xStats: GpuTensor, lins: Lin[],
       module: (b: CommandBatch, a: (typeof acts)[number], wq: GpuTensor[], out: GpuTensor) => Promise<void>,
       target: (a: (typeof acts)[number]) => GpuTensor,
+      gram: GpuTensor | null = null,
     ): Promise<Float32Array> => {
       const x = await meanAbs(xStats);
       const K = x.length;
@@ -272,18 +295,25 @@ async function awqBlock(
         const s = awqScales(x, i / grid, wMean);
         cands.push(s);
         sT.write(s);
+        let nParts = 0;
         await run(`search.${group}.${i}`, async (b) => {
           for (let j = 0; j < lins.length; j++) await fakeQuantize(ctx, b, lins[j].w, fq[j], spec, { colScale: sT, transposed: kn });
-          for (const a of acts) {
+          if (gram) {
+            // one linear layer: its output error over all tokens from G, without re-running it
+            const [N] = lins[0].w.shape;
+            await gramDot(ctx, b, fq[0], fp(lins[0]), gram, partial, { N, K, transposed: kn });
+            nParts = N * K;
+            return;
+          }
+          for (let c = 0; c < acts.length; c++) {
+            const a = acts[c];
             const out = view(tOut, a.M, H);
             await module(b, a, fq, out);
-            const d = tDiff.view(tDiff.label, [1, a.M * H], 0);
-            await sub(ctx, b, out, target(a), d);
-            await reduceStats(ctx, b, d, "rows", lossT[i], a !== acts[0]);
+            await sqErr(ctx, b, out, target(a), partial.view("loss.partial", [partsOf[c]], partOff[c] * 4));
           }
+          nParts = partOff[acts.length - 1] + partsOf[acts.length - 1];
         });
-        const r = (await lossT[i].toHost()) as Float32Array;
-        losses.push(r[3] / (tokens * H));
+        losses.push((await sumPartials(partial, nParts)) / (tokens * H));
         progress.tick(`block ${l}: scales ${group} α=${(i / grid).toFixed(2)}`);
       }
       let best = 0;
@@ -309,7 +339,7 @@ async function awqBlock(
     await fold({ t: inNorm, mode: "cols" }, [q, k, v], acts.map((a) => a.xn1), s);
     // v -> o (only when v's rows line up with o's inputs, i.e. no GQA)
     if (c.numHeads === c.numKvHeads && !v.b) {
-      s = await searchGroup("v_o", stats.att, [o], async (b, a, w, out) => lmul(b, a.att, o, w[0], out), (a) => a.attnOut);
+      s = await searchGroup("v_o", stats.att, [o], async (b, a, w, out) => lmul(b, a.att, o, w[0], out), (a) => a.attnOut, await gramOf((a) => a.att, qw));
       await fold({ t: v.w, mode: "rows" }, [o], acts.map((a) => a.att), s, v);
     }
     // post_attention_layernorm -> gate, up
@@ -317,7 +347,7 @@ async function awqBlock(
     await fold({ t: postNorm, mode: "cols" }, [gate, upP], acts.map((a) => a.xn2), s);
     // up -> down
     if (!upP.b) {
-      s = await searchGroup("down", stats.h, [down], async (b, a, w, out) => lmul(b, a.h, down, w[0], out), (a) => a.mlpOut);
+      s = await searchGroup("down", stats.h, [down], async (b, a, w, out) => lmul(b, a.h, down, w[0], out), (a) => a.mlpOut, await gramOf((a) => a.h, I));
       await fold({ t: upP.w, mode: "rows" }, [down], acts.map((a) => a.h), s, upP);
     }
 

@@ -71,3 +71,22 @@ export async function matmulKn(ctx: GpuContext, batch: CommandBatch, x: GpuTenso
   const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "main", { TM: KN_TM });
   batch.dispatch(k, { x, wt, y }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM), 1]);
 }
+
+/**
+ * Records h = silu(x · Wgt) * (x · Wut) (the Llama MLP's gate and up projections and SwiGLU in one
+ * pass; matmul_kn.wgsl swiglu). Shapes: x [M, K], wgt and wut [K, N] (transposed), h [M, N].
+ */
+export async function swigluKn(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, wgt: GpuTensor, wut: GpuTensor, h: GpuTensor): Promise<void> {
+  const [M, K] = x.shape;
+  const [Kw, N] = wgt.shape;
+  if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `swigluKn x must be f32 [M, K], got ${x.dtype} [${x.shape}]`);
+  for (const w of [wgt, wut]) {
+    if (w.dtype !== "f32" || w.shape.length !== 2 || w.shape[0] !== K || w.shape[1] !== N || Kw !== K) throw new TensorError(w.label, `swigluKn weights must be f32 [${K}, ${N}], got ${w.dtype} [${w.shape}]`);
+  }
+  if (h.dtype !== "f32" || h.shape.length !== 2 || h.shape[0] !== M || h.shape[1] !== N) throw new TensorError(h.label, `swigluKn h must be f32 [${M}, ${N}], got ${h.dtype} [${h.shape}]`);
+  const why = matmulKnUnavailable(ctx.gpu, M, N, K);
+  if (why) throw new UsageError(`swigluKn cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() and siluMul()");
+  if (M === 0 || N === 0) return;
+  const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "swiglu", { TM: KN_TM });
+  batch.dispatch(k, { x, wt: wgt, wu: wut, y: h }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM), 1]);
+}

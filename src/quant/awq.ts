@@ -25,7 +25,7 @@ import { GpuTensor } from "../gpu/tensor.ts";
 import { attention } from "../nn/attention.ts";
 import { addBias, addInPlace, scale, siluMul, transpose } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
-import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
+import { kMajorPreferred, matmul, matmulKn, swigluKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
 import type { LlamaConfig } from "../model/config.ts";
@@ -224,9 +224,13 @@ async function awqBlock(
     const mlpModule = async (b: CommandBatch, a: (typeof acts)[number], wg: GpuTensor, wu: GpuTensor, wd: GpuTensor, out: GpuTensor, hOut?: GpuTensor) => {
       const M = a.M;
       const [G, U, Hh] = [view(tg, M, I), view(tu, M, I), hOut ?? view(tH, M, I)];
-      await lmul(b, a.xn2, gate, wg, G);
-      await lmul(b, a.xn2, upP, wu, U);
-      await siluMul(ctx, b, G, U, Hh);
+      if (kn && !gate.b && !upP.b) {
+        await swigluKn(ctx, b, a.xn2, wg, wu, Hh);
+      } else {
+        await lmul(b, a.xn2, gate, wg, G);
+        await lmul(b, a.xn2, upP, wu, U);
+        await siluMul(ctx, b, G, U, Hh);
+      }
       await lmul(b, Hh, down, wd, out);
     };
 

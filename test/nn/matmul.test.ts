@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
-import { kMajorPreferred, matmul, matmulKn, matmulKnUnavailable } from "../../src/nn/matmul.ts";
+import { kMajorPreferred, matmul, matmulKn, matmulKnUnavailable, swigluKn } from "../../src/nn/matmul.ts";
+import { siluRef } from "../../src/ref/llama.ts";
 import { f16ArrayToF32, f32ArrayToF16 } from "../../src/ref/f16.ts";
 import { matmulRef } from "../../src/ref/matmul.ts";
 import { gpuContext, randomF32, relError } from "../helpers/gpu.ts";
@@ -106,5 +107,27 @@ describe("matmul y = x · Wᵀ", async () => {
     const y = GpuTensor.empty(gpu, [2, 8], "f32", "y");
     await expect(matmulKn(ctx, new CommandBatch(gpu), x, wt, y)).rejects.toThrow(/matmulKn cannot run/);
     for (const t of [x, wt, y]) t.destroy();
+  });
+
+  it("swigluKn: silu(x·Wgᵀ) * (x·Wuᵀ) in one pass matches the float64 reference (ragged 53x44x60)", async () => {
+    const [M, N, K] = [53, 44, 60];
+    if (matmulKnUnavailable(gpu, M, N, K)) {
+      expect(gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8).toBe(false);
+      return;
+    }
+    const x = randomF32(M * K, 71), wg = randomF32(N * K, 72), wu = randomF32(N * K, 73);
+    const T = (w: Float32Array) => Float32Array.from({ length: K * N }, (_, i) => w[(i % N) * K + Math.floor(i / N)]);
+    const g = matmulRef(x, wg, M, N, K), u = matmulRef(x, wu, M, N, K);
+    const want = Array.from(g, (v, i) => siluRef(v) * u[i]);
+    const xt = GpuTensor.fromHost(gpu, x, [M, K], "f32", "x");
+    const tg = GpuTensor.fromHost(gpu, T(wg), [K, N], "f32", "wg_t"), tu = GpuTensor.fromHost(gpu, T(wu), [K, N], "f32", "wu_t");
+    const h = GpuTensor.empty(gpu, [M, N], "f32", "h");
+    const b = new CommandBatch(gpu);
+    await swigluKn(ctx, b, xt, tg, tu, h);
+    b.submit();
+    const err = relError((await h.toHost()) as Float32Array, want);
+    console.log(`swigluKn ${M}x${N}x${K}: relative error ${err.toExponential(2)}`);
+    expect(err).toBeLessThan(1e-5);
+    for (const t of [xt, tg, tu, h]) t.destroy();
   });
 });

@@ -12,6 +12,7 @@ import { evalCommand } from "./commands/eval.ts";
 import { generateCommand } from "./commands/generate.ts";
 import { inspectCommand } from "./commands/inspect.ts";
 import { quantizeCommand } from "./commands/quantize.ts";
+import { qatCommand } from "./commands/qat.ts";
 
 const program = new Command("wgq")
   .description("webgpu-quant: quantize Llama-family LLMs on the GPU through WebGPU")
@@ -25,6 +26,7 @@ program.addCommand(generateCommand());
 program.addCommand(inspectCommand());
 program.addCommand(calibrateCommand());
 program.addCommand(quantizeCommand());
+program.addCommand(qatCommand());
 program.addCommand(demoCommand());
 program.addCommand(benchCommand());
 

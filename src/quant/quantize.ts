@@ -12,7 +12,7 @@ import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { SafetensorsCheckpoint, writeSafetensors, type HostTensor } from "../io/safetensors.ts";
 import { expectedTensors, loadConfig, type LlamaConfig } from "../model/config.ts";
-import { specName, quantSpec, packedBytes, type QuantBits } from "./formats.ts";
+import { specName, quantSpec, packedBytes, type HostPackedWeight, type QuantBits } from "./formats.ts";
 import { AtomicDir, LAYOUT, packedTensors, type QuantizationConfig } from "./model_format.ts";
 import { destroyPacked, downloadPacked, quantizeRtn } from "./rtn.ts";
 import { reportHtml } from "./report.ts";
@@ -27,7 +27,7 @@ export async function updateReport(dir: string, report: QuantizeReport): Promise
 }
 
 export interface QuantizeOptions {
-  method: "rtn" | "awq";
+  method: "rtn" | "awq" | "qat";
   bits: 3 | 4 | 8 | 16;
   /** Quantize the LM head too (a tied head is stored separately; the embedding stays fp). */
   quantizeHead?: boolean;
@@ -41,6 +41,8 @@ export interface QuantizeOptions {
   onTensor?: (done: number, total: number, name: string) => void;
   /** Extra report fields (e.g. AWQ's per-block choices). */
   report?: Record<string, unknown>;
+  /** Linears already packed (by weight name, e.g. trained by QAT): written as given, not re-quantized. */
+  packed?: Map<string, HostPackedWeight>;
 }
 
 export interface QuantizeReport {
@@ -106,17 +108,25 @@ export async function quantizeModel(
         tensors.push({ name, dtype: bf16 ? "BF16" : "F16", shape, data: bits });
         listing.push({ name, kind: "f16", bytes: bits.byteLength });
       } else if (isBlockLinear(name) || (quantizeHead && name === "lm_head.weight")) {
-        const w = GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
-        try {
-          const q = await quantizeRtn(ctx, w, { bits: opts.bits as QuantBits, groupSize: opts.groupSize, sym: opts.sym });
-          const host = await downloadPacked(q);
-          destroyPacked(q);
-          const base = name.replace(/\.weight$/, "");
-          tensors.push(...packedTensors(base, host));
+        const base = name.replace(/\.weight$/, "");
+        const given = opts.packed?.get(name);
+        if (given) {
+          if (given.N !== shape[0] || given.K !== shape[1]) throw new TensorError(name, `packed weight is [${given.N}, ${given.K}], the checkpoint's is [${shape}]`);
+          tensors.push(...packedTensors(base, given));
           modules.push(base);
-          listing.push({ name: base, kind: "quantized", bytes: packedBytes(q).total });
-        } finally {
-          w.destroy();
+          listing.push({ name: base, kind: "quantized", bytes: packedBytes(given).total });
+        } else {
+          const w = GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
+          try {
+            const q = await quantizeRtn(ctx, w, { bits: opts.bits as QuantBits, groupSize: opts.groupSize, sym: opts.sym });
+            const host = await downloadPacked(q);
+            destroyPacked(q);
+            tensors.push(...packedTensors(base, host));
+            modules.push(base);
+            listing.push({ name: base, kind: "quantized", bytes: packedBytes(q).total });
+          } finally {
+            w.destroy();
+          }
         }
       } else {
         tensors.push({ name, dtype: "F32", shape, data });

@@ -1,0 +1,158 @@
+// cli/commands/qat.ts — `wgq qat`: quantization-aware training (src/train/qat.ts) from an RTN or AWQ
+// starting point, saved in webgpu-quant's packed format with the loss curve in report.json/.html.
+
+import { Command, Option } from "commander";
+import { UsageError } from "../../errors.ts";
+import { createContext } from "../../gpu/context.ts";
+import { packCalibration, readDocuments, tokenizeDocuments } from "../../io/data.ts";
+import { TextTokenizer } from "../../io/tokenizer.ts";
+import { loadConfig, type LlamaConfig } from "../../model/config.ts";
+import { awqTransform, type AwqBlockReport } from "../../quant/awq.ts";
+import type { HostPackedWeight, QuantBits } from "../../quant/formats.ts";
+import { quantizeModel, updateReport } from "../../quant/quantize.ts";
+import { packTrained } from "../../train/export.ts";
+import { qatBlockwise, qatEndToEnd, type QatOptions, type QatResult } from "../../train/qat.ts";
+import { floatOption, intOption, progressLine } from "../util.ts";
+
+interface QatCliOptions {
+  model: string; out: string; init: "rtn" | "awq"; bits: string; groupSize: number; sym?: boolean;
+  mode: "e2e" | "block"; train: string; holdout: number; steps: number; lr: number; lrWeights: number;
+  trainable: "scales" | "all"; batch: number; seqLen: number; warmup: number; schedule: "cosine" | "linear" | "constant";
+  clipNorm: number; weightDecay: number; seed: number; evalEvery: number; patience: number;
+  samples: number; calibSeqLen: number; layers?: string; force?: boolean; quiet?: boolean; json?: boolean;
+}
+
+export function qatCommand(): Command {
+  return new Command("qat")
+    .description("quantization-aware training: learn step sizes (and weights) of the fake-quantized model, then pack it")
+    .requiredOption("--model <dir>", "Hugging Face model folder (the fp model)")
+    .requiredOption("--train <file>", "training text (blank-line separated documents, JSONL or a folder)")
+    .requiredOption("--out <dir>", "output folder (written atomically; must not exist unless --force)")
+    .addOption(new Option("--init <m>", "starting point: rtn, or awq (scales and clips searched on the training text first)").choices(["rtn", "awq"]).default("rtn"))
+    .addOption(new Option("--bits <b>", "3 or 4 (group-wise) or 8 (per channel)").choices(["3", "4", "8"]).default("4"))
+    .option("--group-size <g>", "group size along the input dimension", intOption("--group-size", 8), 128)
+    .option("--sym", "symmetric levels (no zero points)")
+    .addOption(new Option("--mode <m>", "e2e: next-token loss through the whole model; block: each block reproduces the fp block (MSE)").choices(["e2e", "block"]).default("e2e"))
+    .addOption(new Option("--trainable <t>", "scales: step sizes only; all: step sizes and weights").choices(["scales", "all"]).default("scales"))
+    .option("--steps <n>", "optimizer steps (block mode: per block)", intOption("--steps", 1), 200)
+    .option("--lr <x>", "peak learning rate of the step sizes", floatOption("--lr", 0), 1e-3)
+    .option("--lr-weights <x>", "peak learning rate of the weights (--trainable all)", floatOption("--lr-weights", 0), 1e-4)
+    .option("--batch <n>", "sequences per step", intOption("--batch", 1), 8)
+    .option("--seq-len <n>", "tokens per training sequence", intOption("--seq-len", 2), 256)
+    .option("--warmup <n>", "linear warm-up steps", intOption("--warmup", 0), 10)
+    .addOption(new Option("--schedule <s>", "learning-rate decay after warm-up").choices(["cosine", "linear", "constant"]).default("cosine"))
+    .option("--clip-norm <x>", "gradient-norm clip (0: off)", floatOption("--clip-norm", 0), 1)
+    .option("--weight-decay <x>", "AdamW decoupled weight decay of the weights", floatOption("--weight-decay", 0), 0)
+    .option("--holdout <f>", "e2e: fraction of the training documents held out for early stopping", floatOption("--holdout", 0), 0.1)
+    .option("--eval-every <n>", "e2e: score the held-out split every n steps", intOption("--eval-every", 1), 25)
+    .option("--patience <n>", "e2e: stop after n scores without improvement (0: never)", intOption("--patience", 0), 4)
+    .option("--samples <n>", "calibration sequences (AWQ init, block mode)", intOption("--samples", 1), 64)
+    .option("--calib-seq-len <n>", "tokens per calibration sequence", intOption("--calib-seq-len", 2), 256)
+    .option("--layers <list>", "block mode: train only these blocks (e.g. 0 or 0,3); the others keep their initial step sizes")
+    .option("--seed <n>", "seed of batch and calibration draws", intOption("--seed", 0), 42)
+    .option("--force", "replace an existing output folder")
+    .option("--json", "print the report as one JSON object")
+    .option("--quiet", "no progress output")
+    .addHelpText("after", [
+      "", "Examples:",
+      "  wgq qat --model ../shared/models/stories260K --train train.txt --init awq --bits 4 --group-size 32 --out out/s260k-qat",
+      "  wgq qat --model ../shared/models/stories260K --train train.txt --mode block --steps 100 --trainable all --out out/s260k-qat-block",
+    ].join("\n"))
+    .action(async (o: QatCliOptions) => {
+      const bits = Number(o.bits) as QuantBits;
+      if (bits <= 4 && o.groupSize % 8) throw new UsageError(`--group-size must be a multiple of 8 (got ${o.groupSize})`);
+      if (!(o.holdout > 0 && o.holdout < 1) && o.mode === "e2e") throw new UsageError(`--holdout must be between 0 and 1 (got ${o.holdout})`);
+      const groupSize = bits === 8 ? 1 << 30 : o.groupSize;
+      const sym = bits === 8 ? true : !!o.sym;
+      const quiet = o.quiet || o.json;
+      const ctx = await createContext();
+      const config = await loadConfig(o.model);
+      const tok = await TextTokenizer.fromHF(o.model);
+      const docs = await readDocuments(o.train);
+      const nHold = o.mode === "e2e" ? Math.max(1, Math.round(docs.length * o.holdout)) : 0;
+      if (docs.length - nHold < 1) throw new UsageError(`${o.train} has ${docs.length} documents: too few to hold out ${nHold}`);
+      const trainDocs = tokenizeDocuments(tok, docs.slice(0, docs.length - nHold).map((d) => d));
+      const holdDocs = tokenizeDocuments(tok, docs.slice(docs.length - nHold));
+      const flat = (ds: number[][]) => ds.flat();
+      const calib = () => {
+        try {
+          return packCalibration(trainDocs, { n: o.samples, L: o.calibSeqLen, seed: o.seed, source: o.train });
+        } catch {
+          return packCalibration(trainDocs, { n: o.samples, L: o.calibSeqLen, seed: o.seed, skipLonger: false, source: o.train });
+        }
+      };
+
+      let awqBlocks: AwqBlockReport[] = [];
+      let result: QatResult | null = null;
+      let peakBytes = 0;
+      const transform = async (c: LlamaConfig, readCk: (n: string) => Promise<Float32Array>) => {
+        // starting weights: the checkpoint, or AWQ's scaled and clipped weights (norms folded)
+        let init = new Map<string, Float32Array>();
+        if (o.init === "awq") {
+          const phase = progressLine(quiet ? null : "awq");
+          const r = await awqTransform(ctx, c, readCk, {
+            bits, groupSize, sym, tokens: calib().tokens, seqLen: o.calibSeqLen, onProgress: (d, n, detail) => phase?.(d, n, detail),
+          });
+          awqBlocks = r.blocks;
+          init = r.weights;
+        }
+        const read = async (n: string) => init.get(n) ?? (await readCk(n));
+        const layers = o.layers ? o.layers.split(",").map((s) => Number(s)) : undefined;
+        if (layers?.some((l) => !Number.isInteger(l) || l < 0 || l >= c.numLayers)) throw new UsageError(`--layers must list blocks 0..${c.numLayers - 1} (got ${o.layers})`);
+        const bar = progressLine(quiet ? null : "qat");
+        let best = Infinity;
+        const opts: QatOptions = {
+          bits, groupSize, sym, trainWeights: o.trainable === "all", mode: o.mode, steps: o.steps, lr: o.lr, lrWeights: o.lrWeights,
+          batch: o.batch, seqLen: o.mode === "e2e" ? o.seqLen : o.calibSeqLen, warmup: o.warmup, schedule: o.schedule, clipNorm: o.clipNorm,
+          weightDecay: o.weightDecay, seed: o.seed, evalEvery: o.evalEvery, patience: o.patience,
+          onStep: (p) => {
+            if (p.heldOut !== undefined) best = Math.min(best, p.heldOut);
+            const where = p.block === null ? "" : `block ${p.block} `;
+            const total = p.block === null ? p.steps : p.steps * (layers?.length ?? c.numLayers);
+            const done = p.block === null ? p.step : (layers ? layers.indexOf(p.block) : p.block) * p.steps + p.step;
+            bar?.(done, total, `${where}step ${p.step} loss ${p.loss.toFixed(4)}${Number.isFinite(best) ? ` held-out best ${best.toFixed(4)}` : ""}`);
+          },
+        };
+        if (o.mode === "e2e") {
+          result = await qatEndToEnd(ctx, c, read, flat(trainDocs), flat(holdDocs), opts);
+        } else {
+          const r = await qatBlockwise(ctx, c, read, calib().tokens, opts, layers);
+          peakBytes = r.peakBytes;
+          result = r;
+        }
+        // everything the model needs in f32 (norms folded by AWQ); linears come packed below
+        const out = new Map(init);
+        for (const [name, t] of result.linears) out.set(`${name}.weight`, t.w);
+        return out;
+      };
+      const packed = new Map<string, HostPackedWeight>();
+      const r = await quantizeModel(ctx, o.model, o.out, {
+        method: "qat", bits, groupSize: o.groupSize, sym, force: o.force, packed,
+        report: {
+          qat: {
+            get init() { return o.init; }, mode: o.mode, trainable: o.trainable, steps: o.steps, lr: o.lr, lr_weights: o.lrWeights, batch: o.batch,
+            seq_len: o.seqLen, schedule: o.schedule, warmup: o.warmup, clip_norm: o.clipNorm, holdout: o.holdout, train: o.train, seed: o.seed,
+            get held_out() { return result?.heldOut; }, get curve() { return result?.curve; }, get seconds() { return result?.seconds; },
+            get peak_gpu_bytes() { return peakBytes || undefined; },
+          },
+          get awq() { return o.init === "awq" ? awqBlocks : undefined; },
+        },
+      }, async (c, readCk) => {
+        const weights = await transform(c, readCk);
+        for (const [name, t] of result!.linears) packed.set(`${name}.weight`, packTrained(t, bits, groupSize, sym));
+        return weights;
+      });
+      ctx.gpu.destroy();
+      if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
+      else {
+        const res = result as QatResult | null;
+        const h = res?.heldOut;
+        const spec = bits === 8 ? "int8 per-channel sym" : `int${bits} ${sym ? "sym" : "asym"} g${o.groupSize}`;
+        process.stdout.write(
+          `${o.model} -> ${o.out}: ${spec} (qat ${o.mode}, ${o.trainable}, init ${o.init}) in ${r.seconds.total.toFixed(1)} s` +
+          (h ? `; held-out loss ${h.before.toFixed(4)} -> ${h.best.toFixed(4)} (step ${h.bestStep})` : "") +
+          (peakBytes ? `; GPU peak ${peakBytes} bytes` : "") + "\n",
+        );
+      }
+    });
+}

@@ -1,0 +1,308 @@
+// train/qat.ts — quantization-aware training on the GPU: learn the step sizes (and optionally the
+// weights) of a fake-quantized Llama with AdamW, then export the packed model.
+//
+//   e2e:   next-token cross-entropy over windows of the training text through the whole model
+//          (EfficientQAT's E2E-QP with --trainable scales; LLM-QAT style with --trainable all).
+//          A held-out split of the training text scores the model every `evalEvery` steps; the best
+//          state is kept and training stops after `patience` evaluations without improvement.
+//   block: each block in turn (one on the GPU at a time) learns to reproduce the fp block's
+//          output on cached calibration activations (EfficientQAT's Block-AP, MSE loss); the next
+//          block is fed the fp block output.
+// The result is the trained W, s and z of every linear, which export.ts packs into the same
+// format as the quantization core (scales rounded to f16, zero points integers).
+
+import { UsageError } from "../errors.ts";
+import type { GpuContext } from "../gpu/context.ts";
+import { CommandBatch } from "../gpu/encoder.ts";
+import { GpuTensor } from "../gpu/tensor.ts";
+import type { LlamaConfig } from "../model/config.ts";
+import { embedding } from "../nn/embedding.ts";
+import { rng } from "../ref/random.ts";
+import { adamwStep, clipFactor, gradNorm, learningRate, type AdamWTensors } from "./adamw.ts";
+import { IGNORE_INDEX } from "./backward.ts";
+import { QatModel, ROLES, type QatSpec, type ReadF32 } from "./qat_model.ts";
+
+export interface QatOptions extends QatSpec {
+  mode: "e2e" | "block";
+  /** Optimizer steps (e2e: in total; block: per block). */
+  steps: number;
+  /** Peak learning rate of the step sizes. */
+  lr: number;
+  /** Peak learning rate of the weights (trainWeights). */
+  lrWeights: number;
+  /** Sequences per step and their length. */
+  batch: number;
+  seqLen: number;
+  warmup: number;
+  schedule: "cosine" | "linear" | "constant";
+  /** Gradient-norm clip (0: none). */
+  clipNorm: number;
+  weightDecay: number;
+  seed: number;
+  /** e2e: evaluate the held-out split every this many steps (and at the end). */
+  evalEvery: number;
+  /** e2e: stop after this many evaluations without improvement (0: never). */
+  patience: number;
+  onStep?: (p: StepInfo) => void;
+}
+
+export interface StepInfo {
+  block: number | null;
+  step: number;
+  steps: number;
+  loss: number;
+  lr: number;
+  heldOut?: number;
+}
+
+export interface CurvePoint {
+  block: number | null;
+  step: number;
+  loss: number;
+  held_out?: number;
+}
+
+export interface TrainedLinear {
+  name: string;
+  N: number;
+  K: number;
+  w: Float32Array;
+  s: Float32Array;
+  z: Float32Array;
+}
+
+export interface QatResult {
+  linears: Map<string, TrainedLinear>;
+  curve: CurvePoint[];
+  /** e2e: held-out loss before training, and the best reached (step). */
+  heldOut?: { before: number; best: number; bestStep: number };
+  seconds: number;
+}
+
+/** Token windows of seqLen + 1 (inputs and next-token targets) cut from a token stream. */
+export function tokenWindows(stream: ArrayLike<number>, L: number): Uint32Array[] {
+  const out: Uint32Array[] = [];
+  for (let i = 0; i + L + 1 <= stream.length; i += L) out.push(Uint32Array.from({ length: L + 1 }, (_, j) => stream[i + j]));
+  return out;
+}
+
+function batchOf(windows: Uint32Array[], L: number): { ids: Uint32Array; targets: Uint32Array } {
+  const ids = new Uint32Array(windows.length * L);
+  const targets = new Uint32Array(windows.length * L);
+  windows.forEach((w, i) => {
+    ids.set(w.subarray(0, L), i * L);
+    targets.set(w.subarray(1, L + 1), i * L);
+  });
+  return { ids, targets };
+}
+
+class Optimizer {
+  readonly states: (AdamWTensors & { weight: boolean })[] = [];
+  step = 0;
+  constructor(readonly ctx: GpuContext, params: { p: GpuTensor; g: GpuTensor; name: string }[]) {
+    for (const { p, g, name } of params) {
+      const m = GpuTensor.empty(ctx.gpu, [p.numel], "f32", `${name}.adam_m`);
+      const v = GpuTensor.empty(ctx.gpu, [p.numel], "f32", `${name}.adam_v`);
+      this.states.push({ param: p, grad: g, m, v, weight: !name.endsWith(".s") });
+    }
+  }
+  async update(o: QatOptions, total: number): Promise<number> {
+    this.step++;
+    const f = (lr: number) => learningRate(this.step, { kind: o.schedule, lr, total, warmup: Math.min(o.warmup, total) });
+    const scale = o.clipNorm > 0 ? clipFactor(await gradNorm(this.ctx, this.states.map((s) => s.grad)), o.clipNorm) : 1;
+    const b = new CommandBatch(this.ctx.gpu, "qat.adamw");
+    for (const s of this.states) {
+      await adamwStep(this.ctx, b, s, this.step, { lr: f(s.weight ? o.lrWeights : o.lr), weightDecay: s.weight ? o.weightDecay : 0, gradScale: scale });
+    }
+    b.submit();
+    return f(o.lr);
+  }
+  destroy(): void {
+    for (const s of this.states) {
+      s.m.destroy();
+      s.v.destroy();
+    }
+  }
+}
+
+async function readLoss(t: GpuTensor): Promise<number> {
+  const r = (await t.toHost()) as Float32Array;
+  return r[0] / Math.max(r[1], 1);
+}
+
+async function snapshot(model: QatModel): Promise<Map<string, TrainedLinear>> {
+  const out = new Map<string, TrainedLinear>();
+  for (const li of model.linears()) {
+    out.set(li.name, {
+      name: li.name, N: li.spec.N, K: li.spec.K,
+      w: ((await li.w.toHost()) as Float32Array).slice(),
+      s: ((await li.s.toHost()) as Float32Array).slice(),
+      z: ((await li.z.toHost()) as Float32Array).slice(),
+    });
+  }
+  return out;
+}
+
+function checkOptions(o: QatOptions): void {
+  for (const [k, v] of Object.entries({ steps: o.steps, batch: o.batch, seqLen: o.seqLen })) {
+    if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${k === "seqLen" ? "seq-len" : k} must be a positive integer (got ${v})`);
+  }
+  if (!(o.lr > 0) || !(o.lrWeights >= 0)) throw new UsageError(`learning rates must be positive (lr ${o.lr}, lr-weights ${o.lrWeights})`);
+}
+
+/**
+ * End-to-end QAT. `train` and `heldOut` are token streams (the held-out split scores the model for
+ * early stopping; it is never trained on).
+ */
+export async function qatEndToEnd(ctx: GpuContext, c: LlamaConfig, read: ReadF32, train: ArrayLike<number>, heldOut: ArrayLike<number>, o: QatOptions): Promise<QatResult> {
+  checkOptions(o);
+  const t0 = performance.now();
+  const L = o.seqLen;
+  const wins = tokenWindows(train, L);
+  const hold = tokenWindows(heldOut, L);
+  if (wins.length < o.batch) throw new UsageError(`the training text gives ${wins.length} windows of ${L + 1} tokens; --batch ${o.batch} needs more`, "give more text or lower --seq-len / --batch");
+  if (hold.length < 1) throw new UsageError(`the held-out split gives no window of ${L + 1} tokens`, "give more text or lower --seq-len");
+  const model = await QatModel.create(ctx, c, read, o);
+  const opt = new Optimizer(ctx, model.linears().flatMap((li) => li.params()));
+  const lossT = GpuTensor.empty(ctx.gpu, [2], "f32", "qat.loss");
+  const rand = rng(o.seed);
+  const curve: CurvePoint[] = [];
+  try {
+    const evalHeldOut = async () => {
+      let nll = 0, n = 0;
+      for (let i = 0; i < hold.length; i += o.batch) {
+        const { ids, targets } = batchOf(hold.slice(i, i + o.batch), L);
+        const b = new CommandBatch(ctx.gpu, "qat.eval");
+        await model.forwardBackward(b, ids, targets, L, lossT, false);
+        b.submit();
+        const r = (await lossT.toHost()) as Float32Array;
+        nll += r[0];
+        n += r[1];
+        model.release();
+      }
+      return nll / n;
+    };
+    const before = await evalHeldOut();
+    let best = before, bestStep = 0, since = 0;
+    let bestState = await snapshot(model);
+    curve.push({ block: null, step: 0, loss: NaN, held_out: before });
+    for (let step = 1; step <= o.steps; step++) {
+      const pick = Array.from({ length: o.batch }, () => wins[Math.floor(rand() * wins.length)]);
+      const { ids, targets } = batchOf(pick, L);
+      const b = new CommandBatch(ctx.gpu, "qat.step");
+      await model.forwardBackward(b, ids, targets, L, lossT, true);
+      b.submit();
+      const loss = await readLoss(lossT);
+      if (!Number.isFinite(loss)) throw new UsageError(`training diverged at step ${step} (loss ${loss})`, "lower --lr / --lr-weights");
+      model.release();
+      const lr = await opt.update(o, o.steps);
+      const point: CurvePoint = { block: null, step, loss };
+      let heldOutLoss: number | undefined;
+      if (step % o.evalEvery === 0 || step === o.steps) {
+        heldOutLoss = await evalHeldOut();
+        point.held_out = heldOutLoss;
+        if (heldOutLoss < best) {
+          best = heldOutLoss;
+          bestStep = step;
+          since = 0;
+          bestState = await snapshot(model);
+        } else {
+          since++;
+        }
+      }
+      curve.push(point);
+      o.onStep?.({ block: null, step, steps: o.steps, loss, lr, heldOut: heldOutLoss });
+      if (o.patience > 0 && since >= o.patience) break;
+    }
+    return { linears: bestState, curve, heldOut: { before, best, bestStep }, seconds: (performance.now() - t0) / 1000 };
+  } finally {
+    lossT.destroy();
+    opt.destroy();
+    model.destroy();
+  }
+}
+
+/**
+ * Block-wise QAT on calibration tokens (n sequences of seqLen, packed): one block on the GPU at a
+ * time, MSE against the fp block output; the next block gets the fp output.
+ */
+export async function qatBlockwise(ctx: GpuContext, c: LlamaConfig, read: ReadF32, calib: Uint32Array, o: QatOptions, layers?: number[]): Promise<QatResult & { peakBytes: number }> {
+  checkOptions(o);
+  const t0 = performance.now();
+  const { gpu } = ctx;
+  const L = o.seqLen;
+  const nSeq = calib.length / L;
+  if (!Number.isInteger(nSeq) || nSeq < o.batch) throw new UsageError(`block mode needs at least --batch ${o.batch} calibration sequences of ${L} tokens`);
+  const T = nSeq * L;
+  const H = c.hiddenSize;
+  const lossT = GpuTensor.empty(gpu, [2], "f32", "qat.loss");
+  const curve: CurvePoint[] = [];
+  const linears = new Map<string, TrainedLinear>();
+  const rand = rng(o.seed);
+  let X = GpuTensor.empty(gpu, [T, H], "f32", "qat.block_in");
+  {
+    const E = GpuTensor.fromHost(gpu, await read("model.embed_tokens.weight"), [c.vocabSize, H], "f32", "qat.embed");
+    const ids = GpuTensor.fromHost(gpu, calib, [T], "u32", "qat.calib");
+    const b = new CommandBatch(gpu, "qat.embed");
+    await embedding(ctx, b, ids, E, X);
+    b.own(E, ids);
+    b.submit();
+  }
+  const model = await QatModel.create(ctx, c, read, o, { layers: [], withHead: false });
+  try {
+    const todo = layers ?? Array.from({ length: c.numLayers }, (_, i) => i);
+    for (let l = 0; l < c.numLayers && l <= Math.max(...todo); l++) {
+      // fp targets: the block with W' = W (no quantization)
+      model.setBlock(l, await QatModel.block(ctx, c, read, { ...o, trainWeights: o.trainWeights }, l));
+      const blk = model.blocks[l]!;
+      const Y = GpuTensor.empty(gpu, [T, H], "f32", `qat.block_out${l}`);
+      {
+        const b = new CommandBatch(gpu, "qat.fp");
+        for (const r of ROLES) b.copy(blk.lin[r].w, blk.lin[r].wq);
+        const y = await model.blockForward(b, l, X, L);
+        b.copy(y, Y);
+        b.submit();
+        await gpu.sync();
+        model.release();
+      }
+      if (todo.includes(l)) {
+        const opt = new Optimizer(ctx, ROLES.flatMap((r) => blk.lin[r].params()));
+        try {
+          for (let step = 1; step <= o.steps; step++) {
+            // a mini-batch of whole sequences: copy them into contiguous views
+            const pick = Array.from({ length: o.batch }, () => Math.floor(rand() * nSeq));
+            const xb = GpuTensor.empty(gpu, [o.batch * L, H], "f32", "qat.xb");
+            const yb = GpuTensor.empty(gpu, [o.batch * L, H], "f32", "qat.yb");
+            const b = new CommandBatch(gpu, "qat.block_step");
+            b.own(xb, yb);
+            pick.forEach((s, i) => {
+              b.copy(X.view("x", [L * H], s * L * H * 4), xb.view("xb", [L * H], i * L * H * 4));
+              b.copy(Y.view("y", [L * H], s * L * H * 4), yb.view("yb", [L * H], i * L * H * 4));
+            });
+            await model.blockStep(b, l, xb, yb, L, lossT, true);
+            b.submit();
+            const loss = await readLoss(lossT);
+            if (!Number.isFinite(loss)) throw new UsageError(`block ${l} diverged at step ${step} (loss ${loss})`, "lower --lr / --lr-weights");
+            model.release();
+            const lr = await opt.update(o, o.steps);
+            curve.push({ block: l, step, loss });
+            o.onStep?.({ block: l, step, steps: o.steps, loss, lr });
+          }
+        } finally {
+          opt.destroy();
+        }
+        for (const [k, v] of await snapshot(model)) linears.set(k, v);
+      }
+      model.setBlock(l, null);
+      X.destroy();
+      X = Y;
+    }
+    return { linears, curve, seconds: (performance.now() - t0) / 1000, peakBytes: gpu.stats.peakBytes };
+  } finally {
+    X.destroy();
+    lossT.destroy();
+    model.destroy();
+  }
+}
+
+export { IGNORE_INDEX };

@@ -1,8 +1,10 @@
 // train/qat.ts — quantization-aware training on the GPU: learn the step sizes (and optionally the
 // weights) of a fake-quantized Llama with AdamW, then export the packed model.
 //
-//   e2e:   next-token cross-entropy over windows of the training text through the whole model
-//          (EfficientQAT's E2E-QP with --trainable scales; LLM-QAT style with --trainable all).
+//   e2e:   next-token loss over windows of the training text through the whole model: cross-entropy
+//          against the text, or (--loss kd) the KL divergence from the fp model's next-token
+//          distribution, as LLM-QAT distils (EfficientQAT's E2E-QP with --trainable scales; LLM-QAT
+//          style with --trainable all).
 //          A held-out split of the training text scores the model every `evalEvery` steps; the best
 //          state is kept and training stops after `patience` evaluations without improvement.
 //   block: each block in turn (one on the GPU at a time) learns to reproduce the fp block's
@@ -44,6 +46,11 @@ export interface QatOptions extends QatSpec {
   /** e2e: stop after this many evaluations without improvement (0: never). */
   patience: number;
   onStep?: (p: StepInfo) => void;
+  /**
+   * e2e distillation: the fp model's logits (T, V) for packed sequences of `seq` tokens (valid
+   * until the next call). The loss is then KL(fp || model) per token instead of cross-entropy.
+   */
+  teacher?: (ids: Uint32Array, seq: number) => Promise<GpuTensor>;
 }
 
 export interface StepInfo {
@@ -172,8 +179,9 @@ export async function qatEndToEnd(ctx: GpuContext, c: LlamaConfig, read: ReadF32
       let nll = 0, n = 0;
       for (let i = 0; i < hold.length; i += o.batch) {
         const { ids, targets } = batchOf(hold.slice(i, i + o.batch), L);
+        const teacher = o.teacher ? await o.teacher(ids, L) : undefined;
         const b = new CommandBatch(ctx.gpu, "qat.eval");
-        await model.forwardBackward(b, ids, targets, L, lossT, false);
+        await model.forwardBackward(b, ids, targets, L, lossT, false, teacher);
         b.submit();
         const r = (await lossT.toHost()) as Float32Array;
         nll += r[0];
@@ -189,8 +197,9 @@ export async function qatEndToEnd(ctx: GpuContext, c: LlamaConfig, read: ReadF32
     for (let step = 1; step <= o.steps; step++) {
       const pick = Array.from({ length: o.batch }, () => wins[Math.floor(rand() * wins.length)]);
       const { ids, targets } = batchOf(pick, L);
+      const teacher = o.teacher ? await o.teacher(ids, L) : undefined;
       const b = new CommandBatch(ctx.gpu, "qat.step");
-      await model.forwardBackward(b, ids, targets, L, lossT, true);
+      await model.forwardBackward(b, ids, targets, L, lossT, true, teacher);
       b.submit();
       const loss = await readLoss(lossT);
       if (!Number.isFinite(loss)) throw new UsageError(`training diverged at step ${step} (loss ${loss})`, "lower --lr / --lr-weights");

@@ -26,6 +26,7 @@ import { quantizeRef } from "../ref/quant.ts";
 import { attentionBackward } from "./attention_bwd.ts";
 import { crossEntropyBackward, linearBackward, mseBackward, rmsnormBackward, ropeBackward, swigluBackward } from "./backward.ts";
 import { FakeQuant } from "./fq.ts";
+import { kdBackward } from "./kd.ts";
 
 export const ROLES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
 export type Role = (typeof ROLES)[number];
@@ -288,8 +289,9 @@ export class QatModel {
   /**
    * Records the whole model's forward on token ids (T = n·seq, packed sequences) and, with
    * `targets`, the next-token loss and the backward pass. lossSum receives [NLL sum, scored rows].
+   * With `teacher` logits (T, V) the loss is the distillation loss KL(teacher || model) instead.
    */
-  async forwardBackward(b: CommandBatch, ids: Uint32Array, targets: Uint32Array, seq: number, lossSum: GpuTensor, backward: boolean): Promise<void> {
+  async forwardBackward(b: CommandBatch, ids: Uint32Array, targets: Uint32Array, seq: number, lossSum: GpuTensor, backward: boolean, teacher?: GpuTensor): Promise<void> {
     const { ctx, config: c } = this;
     if (!this.embed || !this.norm) throw new UsageError("this model was created without its embedding and head");
     this.#freeSaved();
@@ -311,7 +313,8 @@ export class QatModel {
     const head = this.head ?? this.embed;
     await rmsnorm(ctx, b, x, this.norm, xf, c.rmsNormEps);
     await matmul(ctx, b, xf, head, logits);
-    await crossEntropyBackward(ctx, b, logits, tgT, logits, lossSum);
+    if (teacher) await kdBackward(ctx, b, logits, teacher, lossSum);
+    else await crossEntropyBackward(ctx, b, logits, tgT, logits, lossSum);
     if (!backward) return;
     const dxf = GpuTensor.empty(ctx.gpu, [T, H], "f32", "qat.dxf");
     let dx = GpuTensor.empty(ctx.gpu, [T, H], "f32", "qat.dx");

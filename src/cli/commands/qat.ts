@@ -7,6 +7,7 @@ import { createContext } from "../../gpu/context.ts";
 import { packCalibration, readDocuments, tokenizeDocuments } from "../../io/data.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { loadConfig, type LlamaConfig } from "../../model/config.ts";
+import { LlamaModel } from "../../model/llama.ts";
 import { awqTransform, type AwqBlockReport } from "../../quant/awq.ts";
 import type { HostPackedWeight, QuantBits } from "../../quant/formats.ts";
 import { quantizeModel, updateReport } from "../../quant/quantize.ts";
@@ -19,7 +20,7 @@ interface QatCliOptions {
   mode: "e2e" | "block"; train: string; holdout: number; steps: number; lr: number; lrWeights: number;
   trainable: "scales" | "all"; batch: number; seqLen: number; warmup: number; schedule: "cosine" | "linear" | "constant";
   clipNorm: number; weightDecay: number; seed: number; evalEvery: number; patience: number;
-  samples: number; calibSeqLen: number; layers?: string; force?: boolean; quiet?: boolean; json?: boolean;
+  samples: number; calibSeqLen: number; loss: "ce" | "kd"; layers?: string; force?: boolean; quiet?: boolean; json?: boolean;
 }
 
 export function qatCommand(): Command {
@@ -33,6 +34,7 @@ export function qatCommand(): Command {
     .option("--group-size <g>", "group size along the input dimension", intOption("--group-size", 8), 128)
     .option("--sym", "symmetric levels (no zero points)")
     .addOption(new Option("--mode <m>", "e2e: next-token loss through the whole model; block: each block reproduces the fp block (MSE)").choices(["e2e", "block"]).default("e2e"))
+    .addOption(new Option("--loss <l>", "e2e: kd = KL divergence from the fp model's next-token distribution (distillation); ce = cross-entropy on the text").choices(["kd", "ce"]).default("kd"))
     .addOption(new Option("--trainable <t>", "scales: step sizes only; all: step sizes and weights").choices(["scales", "all"]).default("scales"))
     .option("--steps <n>", "optimizer steps (block mode: per block)", intOption("--steps", 1), 200)
     .option("--lr <x>", "peak learning rate of the step sizes", floatOption("--lr", 0), 1e-3)
@@ -114,7 +116,19 @@ export function qatCommand(): Command {
           },
         };
         if (o.mode === "e2e") {
-          result = await qatEndToEnd(ctx, c, read, flat(trainDocs), flat(holdDocs), opts);
+          let fp: LlamaModel | null = null;
+          if (o.loss === "kd") {
+            fp = await LlamaModel.load(ctx, o.model, { maxTokens: o.batch * o.seqLen });
+            opts.teacher = async (ids, seq) => {
+              fp!.reset();
+              return fp!.forward(ids, { seq });
+            };
+          }
+          try {
+            result = await qatEndToEnd(ctx, c, read, flat(trainDocs), flat(holdDocs), opts);
+          } finally {
+            fp?.destroy();
+          }
         } else {
           const r = await qatBlockwise(ctx, c, read, calib().tokens, opts, layers);
           peakBytes = r.peakBytes;
@@ -130,7 +144,7 @@ export function qatCommand(): Command {
         method: "qat", bits, groupSize: o.groupSize, sym, force: o.force, packed,
         report: {
           qat: {
-            get init() { return o.init; }, mode: o.mode, trainable: o.trainable, steps: o.steps, lr: o.lr, lr_weights: o.lrWeights, batch: o.batch,
+            get init() { return o.init; }, mode: o.mode, loss: o.mode === "e2e" ? o.loss : "mse", trainable: o.trainable, steps: o.steps, lr: o.lr, lr_weights: o.lrWeights, batch: o.batch,
             seq_len: o.seqLen, schedule: o.schedule, warmup: o.warmup, clip_norm: o.clipNorm, holdout: o.holdout, train: o.train, seed: o.seed,
             get held_out() { return result?.heldOut; }, get curve() { return result?.curve; }, get seconds() { return result?.seconds; },
             get peak_gpu_bytes() { return peakBytes || undefined; },
@@ -149,7 +163,7 @@ export function qatCommand(): Command {
         const h = res?.heldOut;
         const spec = bits === 8 ? "int8 per-channel sym" : `int${bits} ${sym ? "sym" : "asym"} g${o.groupSize}`;
         process.stdout.write(
-          `${o.model} -> ${o.out}: ${spec} (qat ${o.mode}, ${o.trainable}, init ${o.init}) in ${r.seconds.total.toFixed(1)} s` +
+          `${o.model} -> ${o.out}: ${spec} (qat ${o.mode}${o.mode === "e2e" ? ` ${o.loss}` : ""}, ${o.trainable}, init ${o.init}) in ${r.seconds.total.toFixed(1)} s` +
           (h ? `; held-out loss ${h.before.toFixed(4)} -> ${h.best.toFixed(4)} (step ${h.bestStep})` : "") +
           (peakBytes ? `; GPU peak ${peakBytes} bytes` : "") + "\n",
         );

@@ -41,6 +41,26 @@ export function barChart(title: string, bars: Bar[], series: [string, string?] =
   return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(title)}">${legend}${rows.join("")}</svg></figure>`;
 }
 
+/** An SVG line chart of one or more series of (x, y) points sharing the axes. */
+export function lineChart(title: string, series: { name: string; points: [number, number][] }[]): string {
+  const pts = series.flatMap((s) => s.points).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
+  if (!pts.length) return "";
+  const w = 760, h = 260, l = 60, r = 12, t = 24, b = 30;
+  const [x0, x1] = [Math.min(...pts.map((p) => p[0])), Math.max(...pts.map((p) => p[0]))];
+  const [y0, y1] = [Math.min(...pts.map((p) => p[1])), Math.max(...pts.map((p) => p[1]))];
+  const X = (x: number) => l + ((x - x0) / Math.max(x1 - x0, 1e-12)) * (w - l - r);
+  const Y = (y: number) => t + (1 - (y - y0) / Math.max(y1 - y0, 1e-12)) * (h - t - b);
+  const colors = ["#4a78b5", "#d9822b", "#3d9970", "#b10dc9"];
+  const lines = series.map((s, i) => {
+    const d = s.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)).map(([x, y], j) => `${j ? "L" : "M"}${X(x).toFixed(1)},${Y(y).toFixed(1)}`).join("");
+    return `<path d="${d}" fill="none" stroke="${colors[i % colors.length]}" stroke-width="1.5"/><text x="${l + 8 + 150 * i}" y="14" fill="${colors[i % colors.length]}">${esc(s.name)}</text>`;
+  });
+  const axes = `<line x1="${l}" y1="${h - b}" x2="${w - r}" y2="${h - b}" stroke="#999"/><line x1="${l}" y1="${t}" x2="${l}" y2="${h - b}" stroke="#999"/>` +
+    `<text class="v" x="${l - 4}" y="${Y(y1) + 4}" text-anchor="end">${esc(fmt(y1))}</text><text class="v" x="${l - 4}" y="${Y(y0)}" text-anchor="end">${esc(fmt(y0))}</text>` +
+    `<text class="v" x="${l}" y="${h - 10}">${esc(fmt(x0))}</text><text class="v" x="${w - r}" y="${h - 10}" text-anchor="end">${esc(fmt(x1))}</text>`;
+  return `<figure><figcaption>${esc(title)}</figcaption><svg xmlns="http://www.w3.org/2000/svg" width="${w}" height="${h}" viewBox="0 0 ${w} ${h}" role="img" aria-label="${esc(title)}">${axes}${lines.join("")}</svg></figure>`;
+}
+
 function table(head: string[], rows: (string | number)[][]): string {
   return `<table><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join("")}</tr></thead><tbody>${rows.map((r) => `<tr>${r.map((c) => `<td>${esc(typeof c === "number" ? fmt(c) : c)}</td>`).join("")}</tr>`).join("")}</tbody></table>`;
 }
@@ -70,9 +90,24 @@ export function reportHtml(r: QuantizeReport): string {
     if (clips.length) parts.push(barChart("Clip search: error before vs after", clips.map((c) => ({ label: `block ${c.layer} ${c.linear.replace(/^(self_attn|mlp)\./, "")}`, value: c.loss_before, value2: c.loss_after })), ["no clip", "best clip"]));
     parts.push(table(["block", "group", "α", "loss RTN", "loss AWQ", "seconds"], groups.map((g) => [g.layer, g.group, g.alpha, g.loss_rtn, g.loss_best, awq[g.layer]?.seconds ?? ""])));
   }
+  const qat = r.qat as { mode?: string; loss?: string; curve?: { block: number | null; step: number; loss: number; held_out?: number }[]; held_out?: { before: number; best: number; bestStep: number } } | undefined;
+  if (qat?.curve?.length) {
+    parts.push("<h2>Quantization-aware training</h2>");
+    const c = qat.curve;
+    if (qat.mode === "block") {
+      const blocks = [...new Set(c.map((p) => p.block))];
+      parts.push(lineChart("Block reconstruction MSE per step", blocks.map((bl) => ({ name: `block ${bl}`, points: c.filter((p) => p.block === bl).map((p) => [p.step, p.loss] as [number, number]) }))));
+    } else {
+      parts.push(lineChart(`Training loss (${qat.loss ?? "loss"}) and held-out loss per step`, [
+        { name: "training batch", points: c.filter((p) => p.step > 0).map((p) => [p.step, p.loss]) },
+        { name: "held-out", points: c.filter((p) => p.held_out !== undefined).map((p) => [p.step, p.held_out!]) },
+      ]));
+      if (qat.held_out) parts.push(table(["held-out loss before", "best", "at step"], [[qat.held_out.before, qat.held_out.best, qat.held_out.bestStep]]));
+    }
+  }
   const bytes = r.tensors.slice().sort((a, b) => b.bytes - a.bytes).slice(0, 40);
   parts.push(barChart(`Bytes per tensor (largest ${bytes.length})`, bytes.map((t) => ({ label: `${t.name.replace(/^model\./, "")} (${t.kind})`, value: t.bytes }))));
-  parts.push(`<h2>Settings</h2><pre>${esc(JSON.stringify({ ...r, tensors: `${r.tensors.length} tensors`, awq: awq ? `${awq.length} blocks` : undefined }, null, 2))}</pre>`);
+  parts.push(`<h2>Settings</h2><pre>${esc(JSON.stringify({ ...r, tensors: `${r.tensors.length} tensors`, awq: awq ? `${awq.length} blocks` : undefined, qat: qat ? { ...qat, curve: `${qat.curve?.length ?? 0} points` } : undefined }, null, 2))}</pre>`);
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>webgpu-quant report: ${esc(r.out)}</title>
 <style>

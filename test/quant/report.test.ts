@@ -33,6 +33,10 @@ const report: QuantizeReport = {
     clip: [{ linear: "mlp.down_proj", loss_before: 6e-4, loss_after: 5.5e-4 }],
   })),
   eval: { before: { ppl: 3.7, tokens: 1000 }, after: { ppl: 3.9, kl: 0.06, top1: 0.87, tokens: 1000 } },
+  qat: {
+    mode: "e2e", loss: "kd", held_out: { before: 0.07, best: 0.05, bestStep: 20 },
+    curve: Array.from({ length: 31 }, (_, step) => ({ block: null, step, loss: step ? 0.08 / (1 + step / 10) : NaN, ...(step % 10 === 0 ? { held_out: 0.07 - step / 1000 } : {}) })),
+  },
 };
 
 describe("report.html", () => {
@@ -51,8 +55,9 @@ describe("report.html", () => {
       page.on("console", (m) => { if (m.type() === "error") errors.push(m.text()); });
       await page.goto(pathToFileURL(file).href);
       expect(await page.title()).toContain("out/awq <int4>");
-      const svgs = await page.$$eval("svg", (els) => els.map((e) => { const r = e.getBoundingClientRect(); return [r.width, r.height, e.querySelectorAll("rect").length]; }));
-      expect(svgs.length).toBeGreaterThanOrEqual(5); // phases, AWQ loss, alpha, clip, bytes
+      const svgs = await page.$$eval("svg", (els) => els.map((e) => { const r = e.getBoundingClientRect(); return [r.width, r.height, e.querySelectorAll("rect, path").length]; }));
+      expect(svgs.length).toBeGreaterThanOrEqual(6); // phases, AWQ loss, alpha, clip, QAT loss curve, bytes
+      expect(await page.$$eval("svg path", (p) => p.length)).toBeGreaterThanOrEqual(2); // the curve's two series
       for (const [w, h, bars] of svgs) {
         expect(w).toBeGreaterThan(100);
         expect(h).toBeGreaterThan(20);

@@ -21,15 +21,19 @@ import type { BenchTimer } from "./timer.ts";
 
 export type BenchDType = "f32" | "f16" | "int8" | "int4";
 
-/** One timed (or rejected) kernel on one shape and M. */
+/**
+ * One timed (or rejected) row: a kernel on one shape and M (kind gemv / gemm), a peer library's
+ * product on the same shape (`peer` set: src/bench/ort.ts), a whole-model step (kind e2e:
+ * src/bench/e2e.ts) or a quantization time (kind quant: src/bench/quant_time.ts).
+ */
 export interface BenchRow {
-  /** Kernel: "matmul" (nn) or a qmatmul variant, with ".g<G>" for int4. */
+  /** Kernel: "matmul" (nn) or a qmatmul variant, with ".g<G>" for int4; "ort-…" for ONNX Runtime; "decode" / "prefill"; "rtn" / "awq". */
   name: string;
   dtype: BenchDType;
   /** int4 group size. */
   group?: number;
   variant: string;
-  kind: "gemv" | "gemm";
+  kind: "gemv" | "gemm" | "e2e" | "quant";
   m: number;
   n: number;
   k: number;
@@ -54,6 +58,45 @@ export interface BenchRow {
   best?: boolean;
   /** Set when the row failed validation (then it is not timed: times are NaN). */
   error?: string;
+  /** Set when the row could not run here (a peer library or its backend is missing): the reason. Times are NaN. */
+  unavailable?: string;
+  /** Peer rows: the library that ran it ("onnxruntime-node 1.30.0 (webgpu EP)"). */
+  peer?: string;
+  /** Peer rows: the same library's time for a trivial model with the same input (its fixed cost per run), ms. */
+  overhead_ms?: number;
+  /** Peer rows: relative error of the same model on the peer's CPU backend (checks the weight layout). */
+  cpu_rel_err?: number;
+  /** Peer rows: median of the project's fastest kernel of the same dtype, shape and M / this median. */
+  vs_best_project?: number | null;
+  /** e2e and quant rows: the model ("synthetic:1b", "stories260K") and the blocks (layers) it had. */
+  model?: string;
+  layers?: number;
+  /** e2e rows: tokens per forward (M) / median seconds per forward. */
+  tokens_per_s?: number;
+  /** quant rows: seconds per block (median) and per 1e9 weights of the blocks' linears. */
+  seconds_per_block?: number;
+  seconds_per_billion?: number;
+  params_per_block?: number;
+}
+
+/** What a peer library (src/bench/ort.ts) gets for one (shape, M): the same weights and inputs as the kernel rows. */
+export interface PeerContext {
+  shape: Shape;
+  kind: "gemv" | "gemm";
+  M: number;
+  /** The 3 inputs x (M, K) the kernel rows rotate over. */
+  x: Float32Array[];
+  /** W (N, K) f32 row-major, and its f16 bits as the project's f16 rows use them. */
+  w32: () => Float32Array;
+  w16: () => Promise<Uint16Array>;
+  /** Reference rows of W at the sampled outputs: f32, f16-rounded, and dequantized int4 per group size (with the full packed weight). */
+  refs: { f32: Float32Array; f16: Float32Array | null; int4: { group: number; host: HostPackedWeight; ref: Float32Array }[] };
+  /** ||y − x·Wsᵀ|| / ||x·Wsᵀ|| over the sampled rows and columns. */
+  error: (y: Float32Array, x: Float32Array, ws: Float32Array) => number;
+  include: (dtype: BenchDType, variant: string) => boolean;
+  reps: number;
+  warmup: number;
+  log: (msg: string) => void;
 }
 
 export interface Shape {
@@ -73,6 +116,10 @@ export interface KernelBenchPlan {
   /** WGSL copy GB/s of the roofline (for pct_copy). */
   copyGbps: number | null;
   log: (msg: string) => void;
+  /** A peer library's rows for each (shape, M), after the kernel rows (src/bench/ort.ts benchOrt). */
+  peer?: (p: PeerContext) => Promise<BenchRow[]>;
+  /** Variant names of the peer, for `include` (the weights it needs are made when any is included). */
+  peerVariants?: readonly { variant: string; dtype: BenchDType }[];
 }
 
 /** Validation bounds: f32 accumulation; f16 activations; int8 activations (dp4a flavours). */
@@ -107,11 +154,11 @@ export async function benchKernels(ctx: GpuContext, timer: BenchTimer, plan: Ker
   return rows;
 }
 
-/** Marks "best": true on the fastest valid row of each (dtype, n, k, m). */
+/** Marks "best": true on the fastest valid kernel row (gemv / gemm, not a peer's) of each (dtype, n, k, m). */
 export function markBest(rows: BenchRow[]): void {
   const best = new Map<string, BenchRow>();
   for (const r of rows) {
-    if (r.error) continue;
+    if (r.error || r.unavailable || r.peer || (r.kind !== "gemv" && r.kind !== "gemm") || !Number.isFinite(r.median_ms)) continue;
     const key = `${r.dtype}|${r.n}|${r.k}|${r.m}`;
     const b = best.get(key);
     if (!b || r.median_ms < b.median_ms) best.set(key, r);
@@ -125,8 +172,9 @@ export function markBest(rows: BenchRow[]): void {
 // ---------------------------------------------------------------------------------------------
 
 interface DenseW { dtype: "f32" | "f16"; copies: GpuTensor[]; bytes: number; ref: Float32Array }
-interface PackedW { dtype: "int8" | "int4"; group?: number; spec: QuantSpec; copies: GpuPackedWeight[]; bytes: number; ref: Float32Array }
-interface WeightSet { shape: Shape; cols: number[]; dense: DenseW[]; packed: PackedW[]; destroy(): void }
+interface PackedW { dtype: "int8" | "int4"; group?: number; spec: QuantSpec; copies: GpuPackedWeight[]; bytes: number; ref: Float32Array; host?: HostPackedWeight }
+/** wf: the host W, kept when a peer runs. */
+interface WeightSet { shape: Shape; cols: number[]; dense: DenseW[]; packed: PackedW[]; wf: Float32Array | null; destroy(): void }
 
 /** Random W (N, K) on the GPU as f32, f16, int8, int4 g32 / g128; host reference rows for the sampled columns. */
 async function makeWeights(ctx: GpuContext, shape: Shape, plan: KernelBenchPlan): Promise<WeightSet> {
@@ -142,7 +190,8 @@ async function makeWeights(ctx: GpuContext, shape: Shape, plan: KernelBenchPlan)
   const dense: DenseW[] = [];
   const packed: PackedW[] = [];
   try {
-    const want = (d: BenchDType) => !plan.include || ["matmul", ...QMATMUL_ALL_VARIANTS].some((v) => plan.include!(d, v, 1, shape) || plan.include!(d, v, 16, shape));
+    const variants = ["matmul", ...QMATMUL_ALL_VARIANTS, ...(plan.peer ? (plan.peerVariants ?? []).map((p) => p.variant) : [])];
+    const want = (d: BenchDType) => !plan.include || variants.some((v) => plan.include!(d, v, 1, shape) || plan.include!(d, v, 16, shape));
     if (want("f32")) {
       const n = copiesOf(N * K * 4);
       const copies = [w32];
@@ -182,8 +231,9 @@ async function makeWeights(ctx: GpuContext, shape: Shape, plan: KernelBenchPlan)
         copies.push(c);
       }
       b.submit();
-      const ref = dequantizeRef(pickRows(await downloadPacked(copies[0]), cols));
-      packed.push({ dtype, group: G, spec, copies, bytes: packedBytes(spec).total, ref });
+      const host = await downloadPacked(copies[0]);
+      const ref = dequantizeRef(pickRows(host, cols));
+      packed.push({ dtype, group: G, spec, copies, bytes: packedBytes(spec).total, ref, ...(plan.peer && dtype === "int4" ? { host } : {}) });
     }
     await gpu.sync();
   } catch (e) {
@@ -196,6 +246,7 @@ async function makeWeights(ctx: GpuContext, shape: Shape, plan: KernelBenchPlan)
     cols,
     dense,
     packed,
+    wf: plan.peer ? wf : null,
     destroy: () => {
       owned.forEach((f) => f());
       w32.destroy();
@@ -268,6 +319,33 @@ async function benchShapeM(ctx: GpuContext, timer: BenchTimer, plan: KernelBench
   }
   const f16 = rows.find((r) => r.dtype === "f16" && !r.error);
   for (const r of rows) if (f16 && !r.error) r.speedup_vs_f16 = f16.median_ms / r.median_ms;
+  if (plan.peer && set.wf) {
+    const dense16 = set.dense.find((d) => d.dtype === "f16");
+    const wf = set.wf;
+    const peerRows = await plan.peer({
+      shape: set.shape, kind, M, x: xh,
+      w32: () => wf,
+      w16: async () => (dense16 ? ((await dense16.copies[0].toHost()) as Uint16Array) : f32ArrayToF16(wf)),
+      refs: {
+        f32: set.dense.find((d) => d.dtype === "f32")?.ref ?? pickDense(wf, set.cols, K),
+        f16: dense16?.ref ?? null,
+        int4: set.packed.filter((p) => p.dtype === "int4" && p.host).map((p) => ({ group: p.group!, host: p.host!, ref: p.ref })),
+      },
+      error: (yv, xv, ws) => sampledError(yv, xv, ws, set.cols, mRows, N, K),
+      include: (d, v) => include(d, v),
+      reps: plan.reps,
+      warmup: plan.warmup,
+      log: plan.log,
+    });
+    for (const r of peerRows) {
+      if (r.error || r.unavailable) continue;
+      const own = rows.filter((o) => o.dtype === r.dtype && !o.error && Number.isFinite(o.median_ms));
+      r.vs_best_project = own.length ? Math.min(...own.map((o) => o.median_ms)) / r.median_ms : null;
+      if (f16) r.speedup_vs_f16 = f16.median_ms / r.median_ms;
+      r.pct_copy = plan.copyGbps ? (100 * r.gbps) / plan.copyGbps : null;
+    }
+    rows.push(...peerRows);
+  }
   return rows;
 }
 
@@ -295,6 +373,13 @@ function sampleCols(N: number): number[] {
 function sampleRows(M: number): number[] {
   const n = Math.min(M, SAMPLE_ROWS);
   return [...new Set(Array.from({ length: n }, (_, i) => Math.round((i * (M - 1)) / Math.max(n - 1, 1))))];
+}
+
+/** Rows `cols` of W (N, K) f32, concatenated. */
+function pickDense(w: Float32Array, cols: number[], K: number): Float32Array {
+  const out = new Float32Array(cols.length * K);
+  cols.forEach((c, i) => out.set(w.subarray(c * K, (c + 1) * K), i * K));
+  return out;
 }
 
 /** The rows `rows` of a packed weight as a packed weight of its own (for a partial dequantized reference). */

@@ -13,7 +13,7 @@ export interface BenchDevice extends AdapterSummary {
 
 export interface BenchReport {
   device: BenchDevice;
-  settings: { reps: number; warmup: number; shapes: string; only: string | null; full: boolean; date: string };
+  settings: { reps: number; warmup: number; shapes: string; only: string | null; full: boolean; date: string; ort?: boolean; layers?: number };
   roofline: RooflineResult | null;
   results: BenchRow[];
 }
@@ -33,7 +33,7 @@ export function deviceLabel(d: BenchDevice): string {
   return `${d.description || d.device} (${d.kind === "cpu" ? "software adapter on the CPU" : "GPU"}, ${d.backend}; timer: ${d.timer})`;
 }
 
-/** The Markdown report: roofline table, then one table per kind (GEMV, GEMM). */
+/** The Markdown report: roofline table, one table per kind (GEMV, GEMM), ONNX Runtime, end to end, quantization time. */
 export function markdown(r: BenchReport): string {
   const out: string[] = [];
   out.push(`## wgq bench — ${deviceLabel(r.device)}`, "");
@@ -55,7 +55,7 @@ export function markdown(r: BenchReport): string {
     out.push("");
   }
   for (const kind of ["gemv", "gemm"] as const) {
-    const rows = r.results.filter((x) => x.kind === kind);
+    const rows = r.results.filter((x) => x.kind === kind && !x.peer && !x.unavailable);
     if (!rows.length) continue;
     out.push(`### ${kind.toUpperCase()}`, "");
     out.push("| N×K | M | dtype | kernel | median ms | min ms | GB/s | % copy | GFLOP/s | × f16 | rel err | |");
@@ -68,7 +68,65 @@ export function markdown(r: BenchReport): string {
     }
     out.push("");
   }
+  out.push(...ortSection(r, false), ...e2eSection(r), ...quantSection(r));
   return out.join("\n");
+}
+
+/** Peer rows (ONNX Runtime), each beside the project's fastest kernel of its dtype, shape and M. */
+function ortSection(r: BenchReport, short: boolean): string[] {
+  const rows = r.results.filter((x) => x.variant.startsWith("ort-"));
+  if (!rows.length) return [];
+  const peer = rows.find((x) => x.peer)?.peer ?? "onnxruntime-node";
+  const out = [`### ONNX Runtime on the same device (${peer})`, ""];
+  out.push(short
+    ? "ORT's median ms (wall time of `session.run`, host input and output) against the project's fastest kernel of the same dtype (GPU time), and their ratio."
+    : "ORT: wall time of `session.run` with host input and output (upload of x and readback of y included; \"fixed\" is the same for a one-Add model with the same input). Project: its fastest kernel of the same dtype, shape and M (GPU time). ORT ÷ project > 1: ORT is slower. rel err: ORT's CPU EP / WebGPU EP against the float64 reference.", "");
+  out.push("| N×K | M | dtype | ORT model | ORT median ms | ORT min ms | fixed ms | project kernel | project ms | ORT ÷ project | rel err CPU / WebGPU | status |");
+  out.push("|---|---:|---|---|---:|---:|---:|---|---:|---:|---|---|");
+  for (const x of rows) {
+    const own = r.results.find((o) => o.best && o.dtype === x.dtype && o.n === x.n && o.k === x.k && o.m === x.m);
+    const t = (v: number | undefined, d = 3) => (v !== undefined && Number.isFinite(v) ? v.toFixed(d) : "—");
+    const e = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? v.toExponential(1) : "—");
+    const status = x.unavailable ? `unavailable: ${x.unavailable}` : x.error ? "FAILED" : "";
+    out.push(`| ${x.n}×${x.k} | ${x.m} | ${x.dtype} | ${x.name} | ${t(x.median_ms)} | ${t(x.min_ms)} | ${t(x.overhead_ms)} | ${own?.name ?? "—"} | ${t(own?.median_ms)} | ${own && Number.isFinite(x.median_ms) ? (x.median_ms / own.median_ms).toFixed(1) : "—"} | ${e(x.cpu_rel_err)} / ${e(x.rel_err)} | ${status} |`);
+  }
+  out.push("");
+  return out;
+}
+
+/** Decode and prefill tokens/s per model and weight format. */
+function e2eSection(r: BenchReport): string[] {
+  const rows = r.results.filter((x) => x.kind === "e2e");
+  if (!rows.length) return [];
+  const out = ["### End to end (forward pass with KV cache)", ""];
+  out.push("Block linears as f16, int8 (per channel) or int4 g128 (RTN); embeddings and LM head f16 in every row. decode: one token per step after a 16-token prompt, logits read back each step; prefill: one forward of M tokens. Wall time per step; weights = bytes a decode step reads.", "");
+  out.push("| model | layers | dtype | decode tok/s | decode ms/token | prefill tok/s | prefill ms (M) | weights MiB | decode × f16 |");
+  out.push("|---|---:|---|---:|---:|---:|---:|---:|---:|");
+  for (const key of [...new Set(rows.map((x) => `${x.model}|${x.dtype}`))]) {
+    const [model, dtype] = key.split("|");
+    const d = rows.find((x) => x.model === model && x.dtype === dtype && x.name === "decode");
+    const p = rows.find((x) => x.model === model && x.dtype === dtype && x.name === "prefill");
+    const any = (d ?? p)!;
+    const tps = (x?: BenchRow) => (x?.tokens_per_s === undefined ? "—" : x.tokens_per_s.toFixed(x.tokens_per_s < 10 ? 2 : 1));
+    out.push(`| ${model} | ${any.layers} | ${dtype}${any.group ? ` g${any.group}` : ""} | ${tps(d)} | ${d ? d.median_ms.toFixed(1) : "—"} | ${tps(p)} | ${p ? `${p.median_ms.toFixed(0)} (${p.m})` : "—"} | ${(any.weight_bytes / 2 ** 20).toFixed(1)} | ${d?.speedup_vs_f16 == null ? "—" : d.speedup_vs_f16.toFixed(2)} |`);
+  }
+  out.push("");
+  return out;
+}
+
+/** Quantization seconds per block and per 1e9 weights. */
+function quantSection(r: BenchReport): string[] {
+  const rows = r.results.filter((x) => x.kind === "quant");
+  if (!rows.length) return [];
+  const out = ["### Quantization time", ""];
+  out.push("Per block of the model's 7 linears: upload f32, quantize on the GPU, read back packed (RTN), or AWQ's search and clip (one block, 4×128 calibration tokens). Median (min) over the blocks timed.", "");
+  out.push("| method | format | model | weights per block | blocks | s per block | s per 1e9 weights |");
+  out.push("|---|---|---|---:|---:|---:|---:|");
+  for (const x of rows) {
+    out.push(`| ${x.name} | ${x.dtype}${x.group ? ` g${x.group}` : ""} | ${x.model} | ${((x.params_per_block ?? 0) / 1e6).toPrecision(3)} M | ${x.reps} | ${(x.median_ms / 1000).toFixed(2)} (${(x.min_ms / 1000).toFixed(2)}) | ${x.seconds_per_billion?.toFixed(1) ?? "—"} |`);
+  }
+  out.push("");
+  return out;
 }
 
 /**
@@ -78,9 +136,10 @@ export function markdown(r: BenchReport): string {
 export function summaryMarkdown(r: BenchReport): string {
   const out: string[] = [`### ${deviceLabel(r.device)}`, "", `Fastest kernel per dtype, median ms (× f16); ${r.settings.reps} reps, ${r.settings.date.slice(0, 10)}.`, ""];
   out.push("| kind | N×K | M | f32 | f16 | int8 | int4 | int4 kernel |", "|---|---|---:|---:|---:|---:|---:|---|");
-  const keys = [...new Set(r.results.map((x) => `${x.kind}|${x.n}|${x.k}|${x.m}`))];
+  const kernelRows = r.results.filter((x) => (x.kind === "gemv" || x.kind === "gemm") && !x.peer);
+  const keys = [...new Set(kernelRows.map((x) => `${x.kind}|${x.n}|${x.k}|${x.m}`))];
   for (const key of keys) {
-    const rows = r.results.filter((x) => `${x.kind}|${x.n}|${x.k}|${x.m}` === key && x.best);
+    const rows = kernelRows.filter((x) => `${x.kind}|${x.n}|${x.k}|${x.m}` === key && x.best);
     const [kind, n, k, m] = key.split("|");
     const cell = (d: string) => {
       const b = rows.find((x) => x.dtype === d);
@@ -89,6 +148,28 @@ export function summaryMarkdown(r: BenchReport): string {
     };
     out.push(`| ${kind} | ${n}×${k} | ${m} | ${cell("f32")} | ${cell("f16")} | ${cell("int8")} | ${cell("int4")} | ${rows.find((x) => x.dtype === "int4")?.name ?? "—"} |`);
   }
+  if (!kernelRows.length) out.splice(4, 2); // no kernel rows: drop that table's header
+  out.push("");
+  const ort = r.results.filter((x) => x.variant.startsWith("ort-"));
+  if (ort.length) {
+    // One line per (shape, M, dtype): ORT's fastest model of that dtype (or why none ran) against the project's fastest kernel.
+    out.push(`#### ONNX Runtime (${ort.find((x) => x.peer)?.peer ?? "onnxruntime-node"}) vs the project, GEMV`, "");
+    out.push("Median ms: ORT `session.run` wall time (host input/output) vs the project's fastest kernel (GPU time).", "");
+    out.push("| N×K | M | dtype | ORT model | ORT ms | project kernel | project ms | ORT ÷ project |", "|---|---:|---|---|---:|---|---:|---:|");
+    for (const key of [...new Set(ort.map((x) => `${x.n}|${x.k}|${x.m}|${x.dtype}`))]) {
+      const list = ort.filter((x) => `${x.n}|${x.k}|${x.m}|${x.dtype}` === key);
+      const ok = list.filter((x) => Number.isFinite(x.median_ms) && !x.error).sort((a, b) => a.median_ms - b.median_ms);
+      const x = ok[0] ?? list[0];
+      const own = kernelRows.find((o) => o.best && o.dtype === x.dtype && o.n === x.n && o.k === x.k && o.m === x.m);
+      const ms = ok[0] ? ok[0].median_ms.toFixed(2) : x.unavailable ? `unavailable: ${x.unavailable}` : "FAILED";
+      out.push(`| ${x.n}×${x.k} | ${x.m} | ${x.dtype} | ${ok[0]?.name ?? x.name} | ${ms} | ${own?.name ?? "—"} | ${own ? own.median_ms.toFixed(2) : "—"} | ${own && ok[0] ? (ok[0].median_ms / own.median_ms).toFixed(1) : "—"} |`);
+    }
+    out.push("");
+  }
+  const e2e = e2eSection(r);
+  if (e2e.length) out.push("#### End to end", "", ...e2e.slice(2));
+  const quant = quantSection(r);
+  if (quant.length) out.push("#### Quantization time", "", ...quant.slice(2));
   return out.join("\n") + "\n";
 }
 

@@ -18,12 +18,15 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import type { GpuContext } from "../gpu/context.ts";
-import { type BenchDType, benchKernels, type BenchRow, markBest, type Shape } from "./kernels.ts";
+import { type BenchDType, benchKernels, type BenchRow, markBest, type PeerContext, type Shape } from "./kernels.ts";
 import { type BenchReport, deviceSlug, markdown, svgPlot } from "./report.ts";
 import { roofline, type RooflineResult } from "./roofline.ts";
 import { BenchTimer } from "./timer.ts";
+import { benchOrt, ORT_VARIANTS } from "./ort.ts";
+import { benchE2e } from "./e2e.ts";
+import { benchQuantTime } from "./quant_time.ts";
 
-export type BenchOnly = "gemv" | "gemm" | "roofline";
+export type BenchOnly = "gemv" | "gemm" | "roofline" | "ort" | "e2e" | "quant";
 export type ShapeSet = "llama" | "small";
 
 export interface BenchOptions {
@@ -38,6 +41,20 @@ export interface BenchOptions {
   outDir?: string | null;
   /** Use timestamp-query when present (default true). */
   timestamps?: boolean;
+  /** ONNX Runtime peer rows beside the GEMV rows (default true; src/bench/ort.ts). */
+  ort?: boolean;
+  /** The package ORT is loaded from (default onnxruntime-node; tests name a missing one). */
+  ortPackage?: string;
+  /** e2e: blocks of the 1B-shaped model (default: all 16 on GPUs, E2E_CPU_LAYERS on CPU adapters). */
+  layers?: number;
+  /** e2e: tokens of the prefill rows (default 128). */
+  prefillTokens?: number;
+  /** quant: also time AWQ per block (minutes per block on software adapters). */
+  awq?: boolean;
+  /** e2e: folder of stories260K (default ../shared/models/stories260K beside the repository; skipped when absent). */
+  storiesDir?: string | null;
+  /** e2e / quant: the synthetic preset of the "1B" rows (default "1b"; tests use "tiny"). */
+  preset?: string;
   /** Progress lines (stderr in the CLI). */
   log?: (msg: string) => void;
 }
@@ -55,10 +72,14 @@ export const SHAPES: Record<ShapeSet, Shape[]> = {
   ],
 };
 
+/** Blocks of the 1B-shaped e2e model on CPU adapters unless --layers says otherwise. */
+export const E2E_CPU_LAYERS = 2;
+
 export const DEFAULT_RESULTS_DIR = fileURLToPath(new URL("../../bench/results/", import.meta.url));
 
 /** Variants shaped for GPUs (workgroup reductions, row-major dp4a, f16 activations). */
 const GPU_SHAPED = new Set(["subgroup", "dp4a", "tiled_f16"]);
+const ORT_NAMES = new Set<string>(ORT_VARIANTS.map((v) => v.variant));
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -76,37 +97,57 @@ export async function runBench(ctx: GpuContext, opts: BenchOptions = {}): Promis
   const warmup = opts.warmup ?? 1;
   const timer = new BenchTimer(gpu, { timestamps: opts.timestamps });
   const cpu = gpu.adapterInfo.kind === "cpu";
+  // Software adapters run the 1B-shaped e2e model cut to a few blocks (minutes instead of hours).
+  const layers = opts.layers ?? (cpu && !small ? E2E_CPU_LAYERS : undefined);
   let roof: RooflineResult | null = null;
   let results: BenchRow[] = [];
   try {
-    if (!only || only === "roofline" || only === "gemv" || only === "gemm") {
+    const kernels = !only || only === "gemv" || only === "gemm" || only === "ort";
+    if (!only || only === "roofline" || kernels) {
       // The copy bandwidth is the yardstick of every row (% copy), so GEMV/GEMM runs measure it too.
-      const copyOnly = only === "gemv" || only === "gemm";
+      const copyOnly = only === "gemv" || only === "gemm" || only === "ort";
       log(`roofline probes (${small ? "4 MiB" : "64 MiB"} copies${copyOnly ? ", copy bandwidth only" : ""})`);
       roof = await roofline(ctx, timer, { copyBytes: small ? 4 << 20 : 64 << 20, reps, fmaIters: small ? 256 : 2048, copyOnly });
     }
-    if (only !== "roofline") {
+    if (kernels) {
       const largest = Math.max(...SHAPES[shapeSet].map((s) => s.n * s.k));
+      const ortOn = (opts.ort ?? true) && only !== "gemm";
+      // On CPU adapters the GPU-shaped variants, and ONNX Runtime, run at M = 1 on the square shapes only.
+      const narrow = (m: number, s: Shape) => full || !cpu || (m === 1 && (small || s.n === s.k));
       results = await benchKernels(ctx, timer, {
         shapes: SHAPES[shapeSet],
         ms: (s) => ({
-          gemv: only === "gemm" ? [] : full || small || s.n === s.k ? [1, 4, 8] : [1],
-          gemm: only === "gemv" ? [] : small ? [16] : full || s.n * s.k < largest / 4 ? [16, 128, 512] : [16],
+          gemv: only === "gemm" ? [] : only === "ort" ? [1] : full || small || s.n === s.k ? [1, 4, 8] : [1],
+          gemm: only === "gemv" || only === "ort" ? [] : small ? [16] : full || s.n * s.k < largest / 4 ? [16, 128, 512] : [16],
         }),
-        include: full || !cpu ? undefined : (_d: BenchDType, v: string, m: number, s: Shape) => m > 8 || !GPU_SHAPED.has(v) || (m === 1 && (small || s.n === s.k)),
+        include: (_d: BenchDType, v: string, m: number, s: Shape) =>
+          ORT_NAMES.has(v) ? ortOn && m <= 8 && narrow(m, s) : m > 8 || !GPU_SHAPED.has(v) || narrow(m, s),
         reps,
         warmup,
         copyGbps: roof?.copy_gbps ?? null,
         log,
+        ...(ortOn ? { peer: (p: PeerContext) => benchOrt(p, opts.ortPackage), peerVariants: ORT_VARIANTS } : {}),
       });
       markBest(results);
+    }
+    const preset = opts.preset ?? (small ? "tiny" : "1b");
+    if (!only || only === "e2e") {
+      log(`end to end: synthetic:${preset}${layers !== undefined ? ` cut to ${layers} layers` : ""}, f16 / int8 / int4 g128, decode and ${opts.prefillTokens ?? 128}-token prefill`);
+      results.push(...(await benchE2e(ctx, {
+        preset, layers, prefillTokens: opts.prefillTokens, decodeSteps: reps, prefillReps: cpu ? Math.min(2, reps) : reps,
+        ...(opts.storiesDir !== undefined ? { storiesDir: opts.storiesDir } : {}), log,
+      })));
+    }
+    if (!only || only === "quant") {
+      log(`quantization time: RTN${opts.awq ? " and AWQ" : ""} per block of synthetic:${preset}`);
+      results.push(...(await benchQuantTime(ctx, { preset, blocks: cpu || small ? 2 : 4, awq: opts.awq ?? false, log })));
     }
   } finally {
     timer.destroy();
   }
   const report: BenchReport = {
     device: { ...gpu.adapterInfo, features: [...gpu.features].sort(), timer: timer.kind },
-    settings: { reps, warmup, shapes: shapeSet, only, full, date: new Date().toISOString() },
+    settings: { reps, warmup, shapes: shapeSet, only, full, date: new Date().toISOString(), ort: (opts.ort ?? true) && (!only || only === "gemv" || only === "ort"), ...(layers !== undefined ? { layers } : {}) },
     roofline: roof,
     results,
   };

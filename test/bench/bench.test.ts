@@ -1,13 +1,16 @@
 // Smoke test of the benchmark suite (src/bench/, `wgq bench`): it runs end to end on tiny shapes,
 // validates every kernel before timing it, prints exactly one JSON object with --json, marks one
 // "best" per (dtype, shape, M), writes its JSON / Markdown / SVG files, and leaks no GPU memory.
+// The ONNX Runtime rows either ran and agree with the reference, or say "unavailable: <reason>";
+// the end-to-end rows (tiny synthetic model) and the quantization-time rows have their fields.
 // Timings are not checked (benchmarks are never part of the test suite's verdict).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
-import { markBest, type BenchRow } from "../../src/bench/kernels.ts";
-import { deviceSlug, markdown, svgPlot } from "../../src/bench/report.ts";
+import { benchKernels, markBest, type BenchRow } from "../../src/bench/kernels.ts";
+import { openOrt, ORT_VARIANTS, benchOrt } from "../../src/bench/ort.ts";
+import { deviceSlug, markdown, summaryMarkdown, svgPlot } from "../../src/bench/report.ts";
 import { runBench } from "../../src/bench/run.ts";
 import { BenchTimer, median } from "../../src/bench/timer.ts";
 import { benchCommand } from "../../src/cli/commands/bench.ts";
@@ -23,9 +26,10 @@ describe("wgq bench (tiny shapes)", async () => {
 
   it("runs every part, validates every kernel, marks one best per (dtype, shape, M) and writes its files", async () => {
     const base = ctx.gpu.stats.liveBytes;
-    const { report, files } = await runBench(ctx, { shapes: "small", reps: 2, outDir: dir });
+    const { report, files } = await runBench(ctx, { shapes: "small", reps: 2, outDir: dir, storiesDir: null });
     expect(ctx.gpu.stats.liveBytes).toBe(base);
-    const r = report.results;
+    const all = report.results;
+    const r = all.filter((x) => (x.kind === "gemv" || x.kind === "gemm") && !x.peer && !x.variant.startsWith("ort-"));
     expect(r.filter((x) => x.error)).toEqual([]);
     for (const dtype of ["f32", "f16", "int8", "int4"]) expect(r.some((x) => x.dtype === dtype)).toBe(true);
     expect(new Set(r.map((x) => x.m))).toEqual(new Set([1, 4, 8, 16]));
@@ -45,9 +49,84 @@ describe("wgq bench (tiny shapes)", async () => {
     expect(report.roofline!.dispatch_submit_ms).toBeGreaterThan(0);
     const stem = join(dir, `${deviceSlug(ctx.gpu.adapterInfo)}.small`);
     expect(files).toEqual([`${stem}.json`, `${stem}.md`, `${stem}.svg`]);
-    expect(JSON.parse(readFileSync(`${stem}.json`, "utf8")).results).toHaveLength(r.length);
+    expect(JSON.parse(readFileSync(`${stem}.json`, "utf8")).results).toHaveLength(all.length);
     expect(readFileSync(`${stem}.svg`, "utf8")).toMatch(/^<svg [^]*<\/svg>\n$/);
     expect(readFileSync(`${stem}.md`, "utf8")).toContain("| N×K | M | dtype | kernel |");
+
+    // ONNX Runtime beside every GEMV M = 1 shape: validated and timed, or unavailable with the reason.
+    const ort = all.filter((x) => x.variant.startsWith("ort-"));
+    const rt = await openOrt();
+    expect(new Set(ort.map((x) => x.variant))).toEqual(new Set(ORT_VARIANTS.map((v) => v.variant)));
+    expect(ort.every((x) => x.kind === "gemv" && x.m <= 8 && !x.best)).toBe(true);
+    if ("unavailable" in rt) {
+      for (const x of ort) expect(x.unavailable).toBe(rt.unavailable);
+      expect(rt.unavailable).toMatch(/onnxruntime-node.*(not installed|failed|wrong)/);
+    } else {
+      for (const x of ort) {
+        expect(x.unavailable, `${x.name} ${x.n}x${x.k}`).toBeUndefined();
+        expect(x.error).toBeUndefined();
+        expect(x.peer).toMatch(/^onnxruntime-node \S+ \(webgpu EP\)$/);
+        expect(x.cpu_rel_err!).toBeLessThanOrEqual(x.tol);
+        expect(x.rel_err).toBeLessThanOrEqual(x.tol);
+        expect(x.median_ms).toBeGreaterThan(0);
+        expect(x.vs_best_project!).toBeGreaterThan(0);
+      }
+    }
+    expect(markdown(report)).toContain("### ONNX Runtime on the same device");
+
+    // End to end on the tiny synthetic model: decode and prefill for f16, int8, int4 g128.
+    const e2e = all.filter((x) => x.kind === "e2e");
+    expect(e2e.map((x) => `${x.name} ${x.dtype}`).sort()).toEqual(["decode f16", "decode int4", "decode int8", "prefill f16", "prefill int4", "prefill int8"]);
+    for (const x of e2e) {
+      expect(x.model).toBe("synthetic:tiny");
+      expect(x.layers).toBe(2);
+      expect(x.m).toBe(x.name === "decode" ? 1 : 128);
+      expect(x.tokens_per_s).toBeCloseTo((1000 * x.m) / x.median_ms, 6);
+      expect(x.best).toBeUndefined();
+    }
+    // Quantization time: RTN int4 g128 and int8 per block.
+    const quant = all.filter((x) => x.kind === "quant");
+    expect(quant.map((x) => `${x.name} ${x.dtype}`)).toEqual(["rtn int4", "rtn int8"]);
+    for (const x of quant) {
+      expect(x.seconds_per_block!).toBeGreaterThan(0);
+      expect(x.seconds_per_billion).toBeCloseTo((x.seconds_per_block! / x.params_per_block!) * 1e9, 6);
+    }
+    const md = markdown(report);
+    expect(md).toContain("### End to end");
+    expect(md).toMatch(/\| synthetic:tiny \| 2 \| int4 g128 \|/);
+    expect(md).toContain("### Quantization time");
+    const summary = summaryMarkdown(report);
+    for (const h of ["#### ONNX Runtime", "#### End to end", "#### Quantization time", "| gemv | 130×256 | 1 |"]) expect(summary).toContain(h);
+  });
+
+  it("ONNX Runtime missing: its rows say unavailable with the reason, the kernel rows still run", async () => {
+    const timer = new BenchTimer(ctx.gpu);
+    const logs: string[] = [];
+    try {
+      const rows = await benchKernels(ctx, timer, {
+        shapes: [{ n: 24, k: 128, label: "24x128" }],
+        ms: () => ({ gemv: [1], gemm: [] }),
+        include: (d, v) => v.startsWith("ort-") || (d === "f32" && v === "matmul"),
+        reps: 1, warmup: 0, copyGbps: null, log: (m) => logs.push(m),
+        peer: (p) => benchOrt(p, "onnxruntime-node-not-a-package"), peerVariants: ORT_VARIANTS,
+      });
+      expect(rows.find((x) => x.name === "matmul")!.median_ms).toBeGreaterThan(0);
+      const ort = rows.filter((x) => x.peer || x.variant.startsWith("ort-"));
+      expect(ort.map((x) => x.name)).toEqual(["ort-f32", "ort-f16", "ort-int4.g32", "ort-int4.g128", "ort-int4-acc4.g32", "ort-int4-acc4.g128"]);
+      for (const x of ort) {
+        expect(x.unavailable).toMatch(/^onnxruntime-node-not-a-package is not installed \(.+\)/);
+        expect(x.error).toBeUndefined();
+        expect(Number.isNaN(x.median_ms)).toBe(true);
+      }
+      markBest(rows);
+      expect(ort.some((x) => x.best)).toBe(false);
+      const report = { device: { ...ctx.gpu.adapterInfo, features: [], timer: "wall" }, settings: { reps: 1, warmup: 0, shapes: "small", only: "ort", full: false, date: "" }, roofline: null, results: rows };
+      expect(markdown(report)).toMatch(/\| ort-f32 \|[^\n]*\| unavailable: onnxruntime-node-not-a-package is not installed/);
+      expect(summaryMarkdown(report)).toMatch(/\| 24×128 \| 1 \| f32 \| ort-f32 \| unavailable: /);
+      expect(logs.some((l) => l.includes("unavailable"))).toBe(true);
+    } finally {
+      timer.destroy();
+    }
   });
 
   it("`wgq bench --only gemv --json` prints exactly one JSON object with the required fields", async () => {
@@ -66,6 +145,23 @@ describe("wgq bench (tiny shapes)", async () => {
     expect(obj.results.every((x: BenchRow) => x.kind === "gemv" && x.m <= 8)).toBe(true);
     for (const key of ["name", "dtype", "m", "n", "k", "median_ms", "min_ms", "gbps"]) expect(obj.results[0]).toHaveProperty(key);
     expect(obj.results.filter((x: BenchRow) => x.best).length).toBeGreaterThan(0);
+  });
+
+  it("`wgq bench --only e2e --json` prints one JSON object with decode/prefill rows and tokens_per_s; --no-ort leaves ORT out", async () => {
+    const out: string[] = [];
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((s: string | Uint8Array) => (out.push(String(s)), true));
+    try {
+      await benchCommand().exitOverride().parseAsync(["--only", "e2e", "--shapes", "small", "--reps", "1", "--prefill", "8", "--stories", join(dir, "none"), "--json", "--quiet", "--no-write", "--no-ort"], { from: "user" });
+    } finally {
+      spy.mockRestore();
+    }
+    const obj = JSON.parse(out.join(""));
+    expect(obj.settings.ort).toBe(false);
+    expect(obj.results).toHaveLength(6);
+    for (const x of obj.results) {
+      for (const key of ["name", "dtype", "m", "n", "k", "median_ms", "min_ms", "gbps", "tokens_per_s", "layers", "model"]) expect(x).toHaveProperty(key);
+      expect(x.m).toBe(x.name === "decode" ? 1 : 8);
+    }
   });
 
   it("times with timestamps when the device has them, and a batch's copies and dispatches run", async () => {

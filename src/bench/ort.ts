@@ -77,7 +77,7 @@ export function openOrt(name: string = ORT_PACKAGE): Promise<OrtRuntime | { unav
     try {
       ort = createRequire(import.meta.url)(name) as OrtModule;
     } catch (e) {
-      return { unavailable: `${name} is not installed (${firstLine(e)}); it is an optional dependency: npm install ${name}` };
+      return { unavailable: `${name} is not installed (${firstLine(e)}); it is an optional dependency: ONNXRUNTIME_NODE_INSTALL=skip npm install (the variable skips its postinstall, which fetches CUDA binaries from outside the npm registry)` };
     }
     const version = ort.env.versions?.node ?? ort.env.versions?.common ?? "?";
     ort.env.logLevel = "error";

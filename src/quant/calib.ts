@@ -1,9 +1,12 @@
 // quant/calib.ts — calibration statistics on the GPU: for every group of linears that share an
 // input (q/k/v, o, gate/up, down of each block), per input channel over all calibration tokens:
-// mean |x| (AWQ's activation statistic), max |x| and mean x^2 (llama.cpp's importance statistic).
+// mean |x| (AWQ's activation statistic), max |x| and mean x^2 (llama.cpp's importance statistic),
+// and optionally the Gram matrix XᵀX / tokens (K x K, the Hessian proxy of GPTQ-style methods).
 // Collected through LlamaModel's onLinearInput hook into running sums on the GPU; read back once.
 
 import { reduceStats } from "../common/reduce.ts";
+import { addInPlace, transpose } from "../nn/elementwise.ts";
+import { matmul } from "../nn/matmul.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import type { LinearInputEvent, LinearRole } from "../model/llama.ts";
@@ -24,13 +27,15 @@ export interface ChannelStats {
   meanAbs: Float32Array;
   maxAbs: Float32Array;
   meanSq: Float32Array;
+  /** XᵀX / tokens, [K, K] row-major (with { gram: true }). */
+  gram?: Float32Array;
 }
 
 /** Accumulates statistics of every linear input it is hooked into; one [K, 4] running tensor per (layer, group). */
 export class CalibrationCollector {
-  readonly #acc = new Map<string, { layer: number; group: InputGroup; t: GpuTensor; tokens: number }>();
+  readonly #acc = new Map<string, { layer: number; group: InputGroup; t: GpuTensor; tokens: number; gram: GpuTensor | null }>();
 
-  constructor(readonly ctx: GpuContext) {}
+  constructor(readonly ctx: GpuContext, readonly opts: { gram?: boolean } = {}) {}
 
   /** Pass as LlamaModel's onLinearInput. */
   readonly hook = async (ev: LinearInputEvent): Promise<void> => {
@@ -39,11 +44,21 @@ export class CalibrationCollector {
     const [T, K] = ev.input.shape;
     let a = this.#acc.get(key);
     if (!a) {
-      a = { layer: ev.layer, group, t: GpuTensor.empty(this.ctx.gpu, [K, 4], "f32", `calib.${key}`), tokens: 0 };
+      const gram = this.opts.gram ? GpuTensor.empty(this.ctx.gpu, [K, K], "f32", `calib.${key}.gram`) : null;
+      a = { layer: ev.layer, group, t: GpuTensor.empty(this.ctx.gpu, [K, 4], "f32", `calib.${key}`), tokens: 0, gram };
       this.#acc.set(key, a);
     }
     a.tokens += T;
     await reduceStats(this.ctx, ev.batch, ev.input, "cols", a.t, true);
+    if (a.gram) {
+      // G += Xᵀ X: (K, T) · (K, T)ᵀ with the dense GEMM (W = Xᵀ)
+      const xT = GpuTensor.empty(this.ctx.gpu, [K, T], "f32", `calib.${key}.xT`);
+      const g = GpuTensor.empty(this.ctx.gpu, [K, K], "f32", `calib.${key}.gram_part`);
+      ev.batch.own(xT, g);
+      await transpose(this.ctx, ev.batch, ev.input, xT);
+      await matmul(this.ctx, ev.batch, xT, xT, g);
+      await addInPlace(this.ctx, ev.batch, a.gram, g);
+    }
   };
 
   /** Reads every running tensor back (K x 4 floats each) as per-channel means. */
@@ -58,13 +73,18 @@ export class CalibrationCollector {
         maxAbs[k] = s[k * 4 + 2];
         meanSq[k] = s[k * 4 + 3] / a.tokens;
       }
-      out.push({ layer: a.layer, group: a.group, tokens: a.tokens, meanAbs, maxAbs, meanSq });
+      const st: ChannelStats = { layer: a.layer, group: a.group, tokens: a.tokens, meanAbs, maxAbs, meanSq };
+      if (a.gram) st.gram = Float32Array.from((await a.gram.toHost()) as Float32Array, (v) => v / a.tokens);
+      out.push(st);
     }
     return out.sort((x, y) => x.layer - y.layer || Object.keys(INPUT_GROUPS).indexOf(x.group) - Object.keys(INPUT_GROUPS).indexOf(y.group));
   }
 
   destroy(): void {
-    for (const a of this.#acc.values()) a.t.destroy();
+    for (const a of this.#acc.values()) {
+      a.t.destroy();
+      a.gram?.destroy();
+    }
     this.#acc.clear();
   }
 }

@@ -5,6 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { readSafetensorsF32 } from "../helpers/files.ts";
 
 const WGQ = fileURLToPath(new URL("../../bin/wgq.mjs", import.meta.url));
 const STORIES = fileURLToPath(new URL("../../../shared/models/stories260K", import.meta.url));
@@ -16,7 +17,7 @@ describe("wgq command line", () => {
   it("--help lists every command, and each command's help has examples", () => {
     const top = run("--help");
     expect(top.status).toBe(0);
-    const commands = ["doctor", "inspect", "calibrate", "quantize", "eval", "generate", "demo"];
+    const commands = ["doctor", "inspect", "calibrate", "quantize", "qat", "eval", "generate", "demo"];
     for (const c of commands) expect(top.stdout).toMatch(new RegExp(`^  ${c}\\b`, "m"));
     for (const c of commands) {
       const r = run(c, "--help");
@@ -87,12 +88,39 @@ describe("wgq command line", () => {
 
   it("calibrate writes statistics; eval of a missing data file exits 2", () => {
     const f = join(tmp, "stats.safetensors");
-    const c = run("calibrate", "--model", STORIES, "--calib", SAMPLE, "--samples", "2", "--seq-len", "32", "--out", f, "--quiet");
+    const c = run("calibrate", "--model", STORIES, "--calib", SAMPLE, "--samples", "2", "--seq-len", "32", "--out", f, "--gram", "--quiet");
     expect(c.status, c.stderr).toBe(0);
     expect(existsSync(f)).toBe(true);
+    // the Gram matrix XᵀX / tokens: symmetric, and its diagonal is mean x², computed by another kernel
+    const st = readSafetensorsF32(f);
+    const G = st.get("model.layers.1.down.gram")!, msq = st.get("model.layers.1.down.mean_sq")!;
+    const K = msq.length;
+    expect(G.length).toBe(K * K);
+    let worst = 0;
+    for (let i = 0; i < K; i++) {
+      worst = Math.max(worst, Math.abs(G[i * K + i] - msq[i]) / msq[i]);
+      for (let j = 0; j < i; j++) expect(G[i * K + j]).toBeCloseTo(G[j * K + i], 5);
+    }
+    expect(worst).toBeLessThan(1e-4);
     const m = run("eval", "--model", STORIES, "--data", join(tmp, "missing.txt"));
     expect(m.status).toBe(2);
     expect(m.stderr).toMatch(/missing\.txt/);
+  });
+
+  it("qat trains a few steps, saves a packed model that eval reads, with the loss curve in report.json", () => {
+    const out = join(tmp, "qat");
+    const train = join(tmp, "qat-train.txt");
+    writeFileSync(train, readFileSync(SAMPLE, "utf8").split(/\n\s*\n/).slice(0, 8).join("\n\n"));
+    const q = run("qat", "--model", STORIES, "--train", train, "--bits", "4", "--group-size", "32", "--steps", "3", "--batch", "2",
+      "--seq-len", "32", "--eval-every", "2", "--holdout", "0.25", "--out", out, "--quiet");
+    expect(q.status, q.stderr).toBe(0);
+    const rep = JSON.parse(readFileSync(join(out, "report.json"), "utf8"));
+    expect(rep.method).toBe("qat");
+    expect(rep.qat.curve.filter((p: { step: number }) => p.step > 0).length).toBe(3);
+    expect(rep.qat.held_out.before).toBeGreaterThan(0);
+    const e = run("eval", "--model", out, "--data", SAMPLE, "--max-windows", "2", "--json", "--quiet");
+    expect(e.status, e.stderr).toBe(0);
+    expect(JSON.parse(e.stdout).ppl).toBeGreaterThan(1);
   });
 
   it("demo --preset tiny --json runs the whole pipeline on a synthetic model", () => {

@@ -21,13 +21,14 @@ export function calibrateCommand(): Command {
     .option("--batch <n>", "blocks per forward pass", intOption("--batch", 1), 8)
     .option("--out <file>", "write the statistics here (safetensors)")
     .option("--show", "print per-layer summaries (outlier channels: max/mean ratio)")
+    .option("--gram", "also save the Gram matrix XᵀX / tokens of every linear input (K x K; GPTQ-style Hessian)")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq calibrate --model ../shared/models/stories260K --calib ../shared/data/tinystories-valid-sample.txt --samples 64 --seq-len 256 --show")
-    .action(async (o: { model: string; calib: string; samples: number; seqLen: number; seed: number; batch: number; out?: string; show?: boolean; quiet?: boolean }) => {
+    .action(async (o: { model: string; calib: string; samples: number; seqLen: number; seed: number; batch: number; out?: string; show?: boolean; quiet?: boolean; gram?: boolean }) => {
       const tok = await TextTokenizer.fromHF(o.model);
       const blocks = await calibrationBlocks(tok, o.calib, o.samples, o.seqLen, o.seed);
       const ctx = await createContext();
-      const col = new CalibrationCollector(ctx);
+      const col = new CalibrationCollector(ctx, { gram: o.gram });
       const per = Math.min(o.batch, blocks.n);
       const model = await LlamaModel.load(ctx, o.model, { maxTokens: per * o.seqLen, onLinearInput: col.hook });
       const progress = progressLine(o.quiet ? null : "calibrate");
@@ -46,7 +47,7 @@ export function calibrateCommand(): Command {
           (["meanAbs", "maxAbs", "meanSq"] as const).map((k) => ({
             name: `model.layers.${s.layer}.${s.group}.${k === "meanAbs" ? "mean_abs" : k === "maxAbs" ? "max_abs" : "mean_sq"}`,
             dtype: "F32" as const, shape: [s[k].length], data: s[k],
-          })));
+          })).concat(s.gram ? [{ name: `model.layers.${s.layer}.${s.group}.gram`, dtype: "F32" as const, shape: [s.meanAbs.length, s.meanAbs.length], data: s.gram }] : []));
         await writeSafetensors(o.out, tensors, {
           metadata: { format: "webgpu-quant.calibration", model: o.model, data: o.calib, tokens: String(blocks.n * o.seqLen), samples: String(blocks.n), seq_len: String(o.seqLen), seed: String(o.seed) },
         });

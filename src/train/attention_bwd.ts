@@ -3,12 +3,28 @@
 // Layouts: q, out, dout, dq (T, Hq, D); k, v, dk, dv (T, Hkv, D); positions start at 0; with seq > 0 the
 // T rows are T / seq independent sequences. dq, dk and dv are overwritten (not accumulated).
 
-import { TensorError } from "../errors.ts";
+import { TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
+import type { Gpu } from "../gpu/device.ts";
 import type { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 
 const FILE = "train/attention_bwd.wgsl";
+const FILE_SG = "train/attention_bwd_sg.wgsl";
+
+/**
+ * Kernel shapes: `plain` one invocation per (token, head) row; `subgroup` (attention_bwd_sg.wgsl)
+ * 8 positions per subgroup sharing the rows they walk over by shuffles — the CPU-adapter shape.
+ */
+export type AttentionBackwardVariant = "plain" | "subgroup";
+
+/** Why `variant` cannot run on this device with these dimensions, or null. */
+export function attentionBackwardUnavailable(gpu: Gpu, variant: AttentionBackwardVariant, D: number, group: number): string | null {
+  if (variant === "plain") return null;
+  if (!gpu.has("subgroups") || gpu.adapterInfo.subgroupMinSize < 8) return "needs subgroups of at least 8 invocations";
+  if (D % 4) return `needs head_dim a multiple of 4 (${D})`;
+  return group * D > 128 ? `needs group * head_dim <= 128 (${group} * ${D})` : null;
+}
 const WG = 64;
 export const MAX_HEAD_DIM = 128;
 
@@ -77,12 +93,31 @@ export async function attentionForwardWithStats(
  * Records dq, dk, dv for the loss gradient dout. Three passes: per-query delta = dout·out (and lse
  * when not given), dq per (token, query head), dk and dv per (key, KV head). Deterministic.
  */
-export async function attentionBackward(ctx: GpuContext, batch: CommandBatch, t: AttentionGrads, dims: AttentionDims): Promise<void> {
+export async function attentionBackward(ctx: GpuContext, batch: CommandBatch, t: AttentionGrads, dims: AttentionDims, variant?: AttentionBackwardVariant): Promise<void> {
   const { q, k, v, out, dout, dq, dk, dv } = t;
   const { params } = check(dims, { q, k, v, out, dout, dq, dk, dv, lse: t.lse });
   const { T, Hq, Hkv, D } = dims;
   const rows = T * Hq;
   if (rows === 0) return;
+  const group = Hq / Hkv;
+  const vv = variant ?? (ctx.gpu.adapterInfo.kind === "cpu" && !attentionBackwardUnavailable(ctx.gpu, "subgroup", D, group) ? "subgroup" : "plain");
+  const why = attentionBackwardUnavailable(ctx.gpu, vv, D, group);
+  if (why) throw new UsageError(`attention backward variant '${vv}' cannot run here: ${why}`);
+  if (vv === "subgroup") {
+    const lse = t.lse ?? GpuTensor.empty(ctx.gpu, [T, Hq], "f32", `${q.label}.lse`);
+    const delta = GpuTensor.empty(ctx.gpu, [T, Hq], "f32", `${q.label}.delta`);
+    batch.own(delta);
+    if (!t.lse) batch.own(lse);
+    const consts = { HEAD_DIM: D, GROUP: group };
+    const groups = Math.ceil(T / 8) * Hkv;
+    const st = await ctx.kernels.get(FILE_SG, "stats_sg", consts);
+    batch.dispatch(st, { q, k, out, dout, lse, delta }, { ...params, recompute: t.lse ? 0 : 1 }, st.grid1d(groups));
+    const kq = await ctx.kernels.get(FILE_SG, "dq_sg", consts);
+    batch.dispatch(kq, { q, k, v, dout, lse, delta, dq }, params, kq.grid1d(groups));
+    const kkv = await ctx.kernels.get(FILE_SG, "dkv_sg", consts);
+    batch.dispatch(kkv, { q, k, v, dout, lse, delta, dk, dv }, params, kkv.grid1d(groups));
+    return;
+  }
   const consts = { WG_SIZE: WG, HEAD_DIM: D };
   const lse = t.lse ?? GpuTensor.empty(ctx.gpu, [T, Hq], "f32", `${q.label}.lse`);
   const delta = GpuTensor.empty(ctx.gpu, [T, Hq], "f32", `${q.label}.delta`);

@@ -267,7 +267,7 @@ export async function qatBlockwise(ctx: GpuContext, c: LlamaConfig, read: ReadF3
       const Y = GpuTensor.empty(gpu, [T, H], "f32", `qat.block_out${l}`);
       {
         const b = new CommandBatch(gpu, "qat.fp");
-        for (const r of ROLES) b.copy(blk.lin[r].w, blk.lin[r].wq);
+        for (const r of ROLES) await blk.lin[r].quantize(ctx, b, true);
         const y = await model.blockForward(b, l, X, L);
         b.copy(y, Y);
         b.submit();

@@ -15,9 +15,9 @@ import { GpuTensor } from "../gpu/tensor.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { ropeInvFreq } from "../model/rope.ts";
 import { attention } from "../nn/attention.ts";
-import { addInPlace, siluMul } from "../nn/elementwise.ts";
+import { addInPlace, siluMul, transpose } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
-import { matmul } from "../nn/matmul.ts";
+import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
 import { groupsPerRow, maxCode, quantSpec, type QuantBits, type QuantSpec } from "../quant/formats.ts";
@@ -46,6 +46,8 @@ export class QLinear {
   readonly dw: GpuTensor | null;
   readonly ds: GpuTensor;
   readonly fq: FakeQuant;
+  /** W'ᵀ (K, N) for the K-major GEMM on CPU adapters (null elsewhere). */
+  readonly wqT: GpuTensor | null;
   private constructor(
     readonly name: string,
     readonly spec: QuantSpec,
@@ -53,6 +55,7 @@ export class QLinear {
     readonly s: GpuTensor,
     readonly z: GpuTensor,
     trainWeights: boolean,
+    kn: boolean,
   ) {
     const gpu = w.gpu;
     const { N, K } = spec;
@@ -61,6 +64,20 @@ export class QLinear {
     this.dw = trainWeights ? GpuTensor.empty(gpu, [N, K], "f32", `${name}.dw`) : null;
     this.ds = GpuTensor.empty(gpu, s.shape as number[], "f32", `${name}.ds`);
     this.fq = new FakeQuant(spec);
+    this.wqT = kn ? GpuTensor.empty(gpu, [K, N], "f32", `${name}.wq_t`) : null;
+  }
+
+  /** Records W' (from W, or W itself with `identity`) and its transpose when kept. */
+  async quantize(ctx: GpuContext, b: CommandBatch, identity = false): Promise<void> {
+    if (identity) b.copy(this.w, this.wq);
+    else await this.fq.forward(ctx, b, this.w, this.s, this.z, this.wq);
+    if (this.wqT) await transpose(ctx, b, this.wq, this.wqT);
+  }
+
+  /** Records y = x · W'ᵀ. */
+  async apply(ctx: GpuContext, b: CommandBatch, x: GpuTensor, y: GpuTensor): Promise<void> {
+    if (this.wqT) await matmulKn(ctx, b, x, this.wqT, y);
+    else await matmul(ctx, b, x, this.wq, y);
   }
 
   /** Step sizes and zero points from the packed quantizer's rules (f16 scales, integer zeros). */
@@ -79,6 +96,7 @@ export class QLinear {
       GpuTensor.fromHost(gpu, s, [N, ng], "f32", `${name}.s`),
       GpuTensor.fromHost(gpu, z, [N, ng], "f32", `${name}.z`),
       q.trainWeights,
+      kMajorPreferred(gpu, 1, N, K),
     );
   }
 
@@ -94,7 +112,7 @@ export class QLinear {
   }
 
   destroy(): void {
-    for (const t of [this.w, this.s, this.z, this.wq, this.dwq, this.dw, this.ds]) t?.destroy();
+    for (const t of [this.w, this.s, this.z, this.wq, this.wqT, this.dwq, this.dw, this.ds]) t?.destroy();
   }
 }
 
@@ -127,6 +145,7 @@ export class QatModel {
   #saved: Saved[] = [];
   #outputs: GpuTensor[] = [];
   #T = 0;
+  #headT: GpuTensor | null = null;
   /**
    * Skip the quantizer (W' = W, dW = dW'): the plain fp model with exact gradients, for checking the
    * backward pass against finite differences. Needs trainWeights (dW is where the gradient lands).
@@ -192,10 +211,7 @@ export class QatModel {
 
   /** Records W' = fq(W; s, z) for every held linear. */
   async quantizeWeights(b: CommandBatch): Promise<void> {
-    for (const li of this.linears()) {
-      if (this.identityQuant) b.copy(li.w, li.wq);
-      else await li.fq.forward(this.ctx, b, li.w, li.s, li.z, li.wq);
-    }
+    for (const li of this.linears()) await li.quantize(this.ctx, b, this.identityQuant);
   }
 
   #freeSaved(): void {
@@ -222,21 +238,21 @@ export class QatModel {
     };
     const L = blk.lin;
     await rmsnorm(ctx, b, x, blk.inNorm, s.xn1, c.rmsNormEps);
-    await matmul(ctx, b, s.xn1, L.q_proj.wq, s.q);
-    await matmul(ctx, b, s.xn1, L.k_proj.wq, s.k);
-    await matmul(ctx, b, s.xn1, L.v_proj.wq, s.v);
+    await L.q_proj.apply(ctx, b, s.xn1, s.q);
+    await L.k_proj.apply(ctx, b, s.xn1, s.k);
+    await L.v_proj.apply(ctx, b, s.xn1, s.v);
     await rope(ctx, b, s.q, this.invFreq, T, c.numHeads, 0, seq);
     await rope(ctx, b, s.k, this.invFreq, T, c.numKvHeads, 0, seq);
     // the fastest forward kernel of this device; the backward recomputes each query's log-sum-exp
     await attention(ctx, b, s.q, s.k, s.v, s.att, { T, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0: 0, seq });
-    await matmul(ctx, b, s.att, L.o_proj.wq, s.xmid);
+    await L.o_proj.apply(ctx, b, s.att, s.xmid);
     await addInPlace(ctx, b, s.xmid, x);
     await rmsnorm(ctx, b, s.xmid, blk.postNorm, s.xn2, c.rmsNormEps);
-    await matmul(ctx, b, s.xn2, L.gate_proj.wq, s.g);
-    await matmul(ctx, b, s.xn2, L.up_proj.wq, s.u);
+    await L.gate_proj.apply(ctx, b, s.xn2, s.g);
+    await L.up_proj.apply(ctx, b, s.xn2, s.u);
     await siluMul(ctx, b, s.g, s.u, s.h);
     const out = E(H, "out");
-    await matmul(ctx, b, s.h, L.down_proj.wq, out);
+    await L.down_proj.apply(ctx, b, s.h, out);
     await addInPlace(ctx, b, out, s.xmid);
     this.#saved[l] = s;
     this.#outputs.push(out);
@@ -312,7 +328,15 @@ export class QatModel {
     b.own(xf, logits);
     const head = this.head ?? this.embed;
     await rmsnorm(ctx, b, x, this.norm, xf, c.rmsNormEps);
-    await matmul(ctx, b, xf, head, logits);
+    if (kMajorPreferred(ctx.gpu, T, V, H)) {
+      if (!this.#headT) {
+        this.#headT = GpuTensor.empty(ctx.gpu, [H, V], "f32", "qat.head_t");
+        await transpose(ctx, b, head, this.#headT);
+      }
+      await matmulKn(ctx, b, xf, this.#headT, logits);
+    } else {
+      await matmul(ctx, b, xf, head, logits);
+    }
     if (teacher) await kdBackward(ctx, b, logits, teacher, lossSum);
     else await crossEntropyBackward(ctx, b, logits, tgT, logits, lossSum);
     if (!backward) return;
@@ -335,11 +359,7 @@ export class QatModel {
   async blockStep(b: CommandBatch, l: number, x: GpuTensor, target: GpuTensor, seq: number, lossSum: GpuTensor, backward: boolean): Promise<void> {
     this.#freeSaved();
     const blk = this.blocks[l]!;
-    for (const r of ROLES) {
-      const li = blk.lin[r];
-      if (this.identityQuant) b.copy(li.w, li.wq);
-      else await li.fq.forward(this.ctx, b, li.w, li.s, li.z, li.wq);
-    }
+    for (const r of ROLES) await blk.lin[r].quantize(this.ctx, b, this.identityQuant);
     const y = await this.blockForward(b, l, x, seq);
     const T = x.shape[0];
     const dy = GpuTensor.empty(this.ctx.gpu, [T, this.config.hiddenSize], "f32", "qat.dy");
@@ -359,7 +379,7 @@ export class QatModel {
   destroy(): void {
     this.#freeSaved();
     for (const blk of this.blocks) if (blk) destroyBlock(blk);
-    for (const t of [this.embed, this.norm, this.head, this.invFreq]) t?.destroy();
+    for (const t of [this.embed, this.norm, this.head, this.invFreq, this.#headT]) t?.destroy();
   }
 }
 

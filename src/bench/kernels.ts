@@ -66,7 +66,7 @@ export interface BenchRow {
   overhead_ms?: number;
   /** Peer rows: relative error of the same model on the peer's CPU backend (checks the weight layout). */
   cpu_rel_err?: number;
-  /** Peer rows: median of the project's fastest kernel of the same dtype, shape and M / this median. */
+  /** Peer rows: median of the project's fastest kernel of the same dtype (and int4 group), shape and M / this median. */
   vs_best_project?: number | null;
   /** e2e and quant rows: the model ("synthetic:1b", "stories260K") and the blocks (layers) it had. */
   model?: string;
@@ -339,7 +339,7 @@ async function benchShapeM(ctx: GpuContext, timer: BenchTimer, plan: KernelBench
     });
     for (const r of peerRows) {
       if (r.error || r.unavailable) continue;
-      const own = rows.filter((o) => o.dtype === r.dtype && !o.error && Number.isFinite(o.median_ms));
+      const own = rows.filter((o) => o.dtype === r.dtype && o.group === r.group && !o.error && Number.isFinite(o.median_ms));
       r.vs_best_project = own.length ? Math.min(...own.map((o) => o.median_ms)) / r.median_ms : null;
       if (f16) r.speedup_vs_f16 = f16.median_ms / r.median_ms;
       r.pct_copy = plan.copyGbps ? (100 * r.gbps) / plan.copyGbps : null;

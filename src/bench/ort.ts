@@ -53,8 +53,12 @@ export const ORT_VARIANTS = [
   { variant: "ort-int4-acc4", dtype: "int4" },
 ] as const satisfies readonly { variant: string; dtype: BenchDType }[];
 
-/** Validation bounds: f32 accumulation; f16 A and B with f16 accumulation; int8 A (accuracy_level 4). */
-const TOL = { f32: 1e-4, f16: 1e-2, acc4: 2e-2 } as const;
+/**
+ * Validation bounds: f32 accumulation; int8 A (accuracy_level 4); f16 A and B, where ORT's WebGPU
+ * kernels also accumulate in f16, so the error grows with K (9e-3 measured at K = 4096). The CPU EP
+ * check holds the f16 model to the same bound; the layout itself is checked by the f32 / int4 rows.
+ */
+const TOL = { f32: 1e-4, acc4: 2e-2, f16: (K: number) => Math.max(5e-3, 3e-4 * Math.sqrt(K)) } as const;
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -188,7 +192,7 @@ function plannedJobs(p: PeerContext): Job[] {
   const { n: N, k: K } = p.shape;
   const jobs: Job[] = [];
   if (p.include("f32", "ort-f32")) jobs.push({ name: "ort-f32", variant: "ort-f32", dtype: "f32", bytes: N * K * 4, tol: TOL.f32, ref: p.refs.f32, model: async () => matmulModel(p.w32(), N, K) });
-  if (p.include("f16", "ort-f16") && p.refs.f16) jobs.push({ name: "ort-f16", variant: "ort-f16", dtype: "f16", bytes: N * K * 2, tol: TOL.f16, ref: p.refs.f16, model: async () => matmulModel(await p.w16(), N, K) });
+  if (p.include("f16", "ort-f16") && p.refs.f16) jobs.push({ name: "ort-f16", variant: "ort-f16", dtype: "f16", bytes: N * K * 2, tol: TOL.f16(K), ref: p.refs.f16, model: async () => matmulModel(await p.w16(), N, K) });
   for (const acc4 of [false, true]) {
     const variant = acc4 ? "ort-int4-acc4" : "ort-int4";
     if (!p.include("int4", variant)) continue;

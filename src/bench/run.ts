@@ -161,7 +161,7 @@ export async function runBench(ctx: GpuContext, opts: BenchOptions = {}): Promis
     writeFileSync(`${stem}.json`, JSON.stringify(report, null, 2) + "\n");
     writeFileSync(`${stem}.md`, markdown(report) + "\n");
     files.push(`${stem}.json`, `${stem}.md`);
-    if (results.length) {
+    if (results.some((x) => x.best)) {
       writeFileSync(`${stem}.svg`, svgPlot(report));
       files.push(`${stem}.svg`);
     }

@@ -38,7 +38,7 @@ export function benchCommand(): Command {
     .option("--no-write", "write no result files")
     .option("--no-timestamps", "time with the wall clock even when timestamp-query exists")
     .option("--no-ort", "leave out the ONNX Runtime (onnxruntime-node, WebGPU EP) rows beside GEMV")
-    .option("--layers <n>", "e2e / quant: blocks of the 1B-shaped synthetic model (default 16 on GPUs, 2 on software adapters)", intOption("--layers", 1))
+    .option("--layers <n>", "e2e: blocks of the 1B-shaped synthetic model (default 16 on GPUs, 2 on software adapters)", intOption("--layers", 1))
     .option("--prefill <n>", "e2e: tokens per prefill forward", intOption("--prefill", 1), 128)
     .option("--awq", "quant: also time AWQ (int4 g128) per block (minutes per block on software adapters)")
     .option("--stories <dir>", "e2e: stories260K folder (default ../shared/models/stories260K beside the repository; skipped when absent)")

@@ -18,7 +18,7 @@ const r = rng(3);
 const calib = Uint32Array.from({ length: seqs * L }, () => Math.floor(r() * c.vocabSize));
 const t0 = performance.now();
 const res = await qatBlockwise(ctx, c, async (n) => syntheticTensor(c, n, { seed: 1, outliers: 4 }), calib, {
-  bits: 4, groupSize: 128, sym: false, trainWeights: trainable === "all", mode: "block", steps, lr: 1e-3, lrWeights: 1e-4,
+  bits: 4, groupSize: 128, sym: false, trainWeights: trainable === "all", mode: "block", steps, lr: 1e-4, lrWeights: 1e-5,
   batch: Math.min(2, seqs), seqLen: L, warmup: 0, schedule: "cosine", clipNorm: 1, weightDecay: 0, seed: 1, evalEvery: 1, patience: 0,
   onStep: (p) => process.stderr.write(`block ${p.block} step ${p.step}/${p.steps} mse ${p.loss.toExponential(3)} (${((performance.now() - t0) / 1000).toFixed(1)} s)\n`),
 }, [0]);

@@ -68,6 +68,8 @@ export interface BenchRow {
   cpu_rel_err?: number;
   /** Peer rows: median of the project's fastest kernel of the same dtype (and int4 group), shape and M / this median. */
   vs_best_project?: number | null;
+  /** Peer rows: that kernel of the project (its name; its median is median_ms · vs_best_project). */
+  project_kernel?: string;
   /** e2e and quant rows: the model ("synthetic:1b", "stories260K") and the blocks (layers) it had. */
   model?: string;
   layers?: number;
@@ -340,7 +342,9 @@ async function benchShapeM(ctx: GpuContext, timer: BenchTimer, plan: KernelBench
     for (const r of peerRows) {
       if (r.error || r.unavailable) continue;
       const own = rows.filter((o) => o.dtype === r.dtype && o.group === r.group && !o.error && Number.isFinite(o.median_ms));
-      r.vs_best_project = own.length ? Math.min(...own.map((o) => o.median_ms)) / r.median_ms : null;
+      const fastest = own.sort((a, b) => a.median_ms - b.median_ms)[0];
+      r.vs_best_project = fastest ? fastest.median_ms / r.median_ms : null;
+      if (fastest) r.project_kernel = fastest.name;
       if (f16) r.speedup_vs_f16 = f16.median_ms / r.median_ms;
       r.pct_copy = plan.copyGbps ? (100 * r.gbps) / plan.copyGbps : null;
     }

@@ -162,15 +162,15 @@ export function summaryMarkdown(r: BenchReport): string {
   if (ort.length) {
     // One line per (shape, M, dtype): ORT's fastest model of that dtype (or why none ran) against the project's fastest kernel.
     out.push(`#### ONNX Runtime (${ort.find((x) => x.peer)?.peer ?? "onnxruntime-node"}) vs the project, GEMV`, "");
-    out.push("Median ms: ORT `session.run` wall time (host input/output) vs the project's fastest kernel (GPU time).", "");
+    out.push("Median ms: ORT `session.run` wall time (host input/output) vs the project's fastest kernel of the same dtype and int4 group, timed in the same run (GPU time).", "");
     out.push("| N×K | M | dtype | ORT model | ORT ms | project kernel | project ms | ORT ÷ project |", "|---|---:|---|---|---:|---|---:|---:|");
-    for (const key of [...new Set(ort.map((x) => `${x.n}|${x.k}|${x.m}|${x.dtype}`))]) {
-      const list = ort.filter((x) => `${x.n}|${x.k}|${x.m}|${x.dtype}` === key);
+    for (const key of [...new Set(ort.map((x) => `${x.n}|${x.k}|${x.m}|${x.dtype}|${x.group ?? ""}`))]) {
+      const list = ort.filter((x) => `${x.n}|${x.k}|${x.m}|${x.dtype}|${x.group ?? ""}` === key);
       const ok = list.filter((x) => Number.isFinite(x.median_ms) && !x.error).sort((a, b) => a.median_ms - b.median_ms);
       const x = ok[0] ?? list[0];
-      const own = kernelRows.find((o) => o.best && o.dtype === x.dtype && o.n === x.n && o.k === x.k && o.m === x.m);
+      const vs = ok[0]?.vs_best_project ?? null;
       const ms = ok[0] ? ok[0].median_ms.toFixed(2) : x.unavailable ? `unavailable: ${x.unavailable}` : "FAILED";
-      out.push(`| ${x.n}×${x.k} | ${x.m} | ${x.dtype} | ${ok[0]?.name ?? x.name} | ${ms} | ${own?.name ?? "—"} | ${own ? own.median_ms.toFixed(2) : "—"} | ${own && ok[0] ? (ok[0].median_ms / own.median_ms).toFixed(1) : "—"} |`);
+      out.push(`| ${x.n}×${x.k} | ${x.m} | ${x.dtype} | ${ok[0]?.name ?? x.name} | ${ms} | ${ok[0]?.project_kernel ?? "—"} | ${vs ? (ok[0].median_ms * vs).toFixed(2) : "—"} | ${vs ? (1 / vs).toFixed(1) : "—"} |`);
     }
     out.push("");
   }

@@ -19,13 +19,13 @@ export class FakeQuant {
     return lsqForward(ctx, b, w, s, this.lsq.sym ? null : z, wq, this.lsq);
   }
 
-  /** Records ds (and dw when given; else it is discarded) from the upstream gradient dwq. */
-  async backward(ctx: GpuContext, b: CommandBatch, w: GpuTensor, s: GpuTensor, z: GpuTensor, dwq: GpuTensor, dw: GpuTensor | null, ds: GpuTensor): Promise<void> {
+  /** Records ds (dw when given, else it is discarded; dz when given) from the upstream gradient dwq. */
+  async backward(ctx: GpuContext, b: CommandBatch, w: GpuTensor, s: GpuTensor, z: GpuTensor, dwq: GpuTensor, dw: GpuTensor | null, ds: GpuTensor, dz: GpuTensor | null = null): Promise<void> {
     let sink = dw;
     if (!sink) {
       sink = GpuTensor.empty(ctx.gpu, w.shape as number[], "f32", `${w.label}.dw_unused`);
       b.own(sink);
     }
-    await lsqBackward(ctx, b, { w, scale: s, zero: this.lsq.sym ? null : z, dwq, dw: sink, dscale: ds }, this.lsq, { gradScale: true });
+    await lsqBackward(ctx, b, { w, scale: s, zero: this.lsq.sym ? null : z, dwq, dw: sink, dscale: ds, dzero: this.lsq.sym ? null : dz }, this.lsq, { gradScale: true });
   }
 }

@@ -110,7 +110,7 @@ class Optimizer {
     for (const { p, g, name } of params) {
       const m = GpuTensor.empty(ctx.gpu, [p.numel], "f32", `${name}.adam_m`);
       const v = GpuTensor.empty(ctx.gpu, [p.numel], "f32", `${name}.adam_v`);
-      this.states.push({ param: p, grad: g, m, v, weight: !name.endsWith(".s") });
+      this.states.push({ param: p, grad: g, m, v, weight: name.endsWith(".weight") });
     }
   }
   async update(o: QatOptions, total: number): Promise<number> {

@@ -37,6 +37,8 @@ export interface QatSpec {
   sym: boolean;
   /** Train the weights too (LLM-QAT style), not only the step sizes. */
   trainWeights: boolean;
+  /** Learn the zero points too (asymmetric; rounded to integers when packed). Default: fixed. */
+  learnZero?: boolean;
 }
 
 /** One fake-quantized linear and its gradients. */
@@ -45,6 +47,8 @@ export class QLinear {
   readonly dwq: GpuTensor;
   readonly dw: GpuTensor | null;
   readonly ds: GpuTensor;
+  /** Gradient of the zero points when they are learned. */
+  readonly dz: GpuTensor | null;
   readonly fq: FakeQuant;
   /** W'ᵀ (K, N) for the K-major GEMM on CPU adapters (null elsewhere). */
   readonly wqT: GpuTensor | null;
@@ -56,6 +60,7 @@ export class QLinear {
     readonly z: GpuTensor,
     trainWeights: boolean,
     kn: boolean,
+    learnZero: boolean,
   ) {
     const gpu = w.gpu;
     const { N, K } = spec;
@@ -63,6 +68,7 @@ export class QLinear {
     this.dwq = GpuTensor.empty(gpu, [N, K], "f32", `${name}.dwq`);
     this.dw = trainWeights ? GpuTensor.empty(gpu, [N, K], "f32", `${name}.dw`) : null;
     this.ds = GpuTensor.empty(gpu, s.shape as number[], "f32", `${name}.ds`);
+    this.dz = learnZero && !spec.sym ? GpuTensor.empty(gpu, z.shape as number[], "f32", `${name}.dz`) : null;
     this.fq = new FakeQuant(spec);
     this.wqT = kn ? GpuTensor.empty(gpu, [K, N], "f32", `${name}.wq_t`) : null;
   }
@@ -97,6 +103,7 @@ export class QLinear {
       GpuTensor.fromHost(gpu, z, [N, ng], "f32", `${name}.z`),
       q.trainWeights,
       kMajorPreferred(gpu, 1, N, K),
+      !!q.learnZero,
     );
   }
 
@@ -108,11 +115,12 @@ export class QLinear {
   params(): { p: GpuTensor; g: GpuTensor; name: string }[] {
     const out = [{ p: this.s, g: this.ds, name: `${this.name}.s` }];
     if (this.dw) out.push({ p: this.w, g: this.dw, name: `${this.name}.weight` });
+    if (this.dz) out.push({ p: this.z, g: this.dz, name: `${this.name}.z` });
     return out;
   }
 
   destroy(): void {
-    for (const t of [this.w, this.s, this.z, this.wq, this.wqT, this.dwq, this.dw, this.ds]) t?.destroy();
+    for (const t of [this.w, this.s, this.z, this.wq, this.wqT, this.dwq, this.dw, this.ds, this.dz]) t?.destroy();
   }
 }
 
@@ -298,7 +306,7 @@ export class QatModel {
     for (const r of ROLES) {
       const li = L[r];
       if (this.identityQuant && li.dw) b.copy(li.dwq, li.dw);
-      else await li.fq.backward(ctx, b, li.w, li.s, li.z, li.dwq, li.dw, li.ds);
+      else await li.fq.backward(ctx, b, li.w, li.s, li.z, li.dwq, li.dw, li.ds, li.dz);
     }
   }
 

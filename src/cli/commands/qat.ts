@@ -20,7 +20,7 @@ interface QatCliOptions {
   mode: "e2e" | "block"; train: string; holdout: number; steps: number; lr: number; lrWeights: number;
   trainable: "scales" | "all"; batch: number; seqLen: number; warmup: number; schedule: "cosine" | "linear" | "constant";
   clipNorm: number; weightDecay: number; seed: number; evalEvery: number; patience: number;
-  samples: number; calibSeqLen: number; loss: "ce" | "kd"; layers?: string; force?: boolean; quiet?: boolean; json?: boolean;
+  samples: number; calibSeqLen: number; loss: "ce" | "kd"; learnZero?: boolean; layers?: string; force?: boolean; quiet?: boolean; json?: boolean;
 }
 
 export function qatCommand(): Command {
@@ -33,6 +33,7 @@ export function qatCommand(): Command {
     .addOption(new Option("--bits <b>", "3 or 4 (group-wise) or 8 (per channel)").choices(["3", "4", "8"]).default("4"))
     .option("--group-size <g>", "group size along the input dimension", intOption("--group-size", 8), 128)
     .option("--sym", "symmetric levels (no zero points)")
+    .option("--learn-zero", "learn the zero points too (asymmetric; rounded when packed); default: fixed at their initial values")
     .addOption(new Option("--mode <m>", "e2e: next-token loss through the whole model; block: each block reproduces the fp block (MSE)").choices(["e2e", "block"]).default("e2e"))
     .addOption(new Option("--loss <l>", "e2e: kd = KL divergence from the fp model's next-token distribution (distillation); ce = cross-entropy on the text").choices(["kd", "ce"]).default("kd"))
     .addOption(new Option("--trainable <t>", "scales: step sizes only; all: step sizes and weights").choices(["scales", "all"]).default("scales"))
@@ -104,7 +105,7 @@ export function qatCommand(): Command {
         const bar = progressLine(quiet ? null : "qat");
         let best = Infinity;
         const opts: QatOptions = {
-          bits, groupSize, sym, trainWeights: o.trainable === "all", mode: o.mode, steps: o.steps, lr: o.lr, lrWeights: o.lrWeights,
+          bits, groupSize, sym, trainWeights: o.trainable === "all", learnZero: !!o.learnZero, mode: o.mode, steps: o.steps, lr: o.lr, lrWeights: o.lrWeights,
           batch: o.batch, seqLen: o.mode === "e2e" ? o.seqLen : o.calibSeqLen, warmup: o.warmup, schedule: o.schedule, clipNorm: o.clipNorm,
           weightDecay: o.weightDecay, seed: o.seed, evalEvery: o.evalEvery, patience: o.patience,
           onStep: (p) => {
@@ -144,7 +145,7 @@ export function qatCommand(): Command {
         method: "qat", bits, groupSize: o.groupSize, sym, force: o.force, packed,
         report: {
           qat: {
-            get init() { return o.init; }, mode: o.mode, loss: o.mode === "e2e" ? o.loss : "mse", trainable: o.trainable, steps: o.steps, lr: o.lr, lr_weights: o.lrWeights, batch: o.batch,
+            get init() { return o.init; }, mode: o.mode, loss: o.mode === "e2e" ? o.loss : "mse", learn_zero: !!o.learnZero, trainable: o.trainable, steps: o.steps, lr: o.lr, lr_weights: o.lrWeights, batch: o.batch,
             seq_len: o.seqLen, schedule: o.schedule, warmup: o.warmup, clip_norm: o.clipNorm, holdout: o.holdout, train: o.train, seed: o.seed,
             get held_out() { return result?.heldOut; }, get curve() { return result?.curve; }, get seconds() { return result?.seconds; },
             get peak_gpu_bytes() { return peakBytes || undefined; },

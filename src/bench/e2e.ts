@@ -6,8 +6,8 @@
 // Models: the synthetic 1B-shaped Llama (src/model/synthetic.ts preset "1b": hidden 2048, 32/8
 // heads, intermediate 5632, vocab 32000), cut to `layers` blocks, and stories260K when its folder
 // exists. The quantized models are built in memory: each block linear is quantized by RTN on the
-// GPU (src/quant/rtn.ts) as the model loads; embeddings, norms and the LM head stay f16 / f32 in
-// every variant, so the rows differ only in the block linears. Times are wall clock per step
+// GPU (src/quant/rtn.ts) as the model loads, and so is the LM head (in the row's format, as int4
+// checkpoints of the field do); embeddings and norms stay f16 / f32 in every variant. Times are wall clock per step
 // (the forward submits one batch; the readback waits for it).
 
 import { existsSync } from "node:fs";
@@ -143,8 +143,11 @@ export function rtnSource(ctx: GpuContext, base: WeightSource, bits: QuantBits, 
     has: (n) => base.has(n),
     readF32: (n) => base.readF32(n),
     readPacked: async (name, N, K) => {
-      if (!/^model\.layers\.\d+\./.test(name)) return null; // the LM head stays dense
-      const w = GpuTensor.fromHost(ctx.gpu, await base.readF32(`${name}.weight`), [N, K], "f32", name);
+      const head = name === "lm_head";
+      if (!head && !/^model\.layers\.\d+\./.test(name)) return null;
+      // a tied head is quantized from the embedding (which itself stays dense)
+      const src = head && !base.has("lm_head.weight") ? "model.embed_tokens.weight" : `${name}.weight`;
+      const w = GpuTensor.fromHost(ctx.gpu, await base.readF32(src), [N, K], "f32", name);
       try {
         const q = await quantizeRtn(ctx, w, { bits, groupSize: group, sym: false });
         try {
@@ -184,12 +187,13 @@ function argmax(a: Float32Array): number {
   return b;
 }
 
-/** Bytes of weights one forward reads: f16 embedding row(s) aside, the LM head and every block's linears and norms. */
+/** Bytes of weights one decode step reads: the LM head and every block's linears and norms (embedding rows aside). */
 function weightBytes(c: LlamaConfig, bits: number, group?: number): number {
   const H = c.hiddenSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim, I = c.intermediateSize;
   const shapes: [number, number][] = [[qw, H], [kvw, H], [kvw, H], [H, qw], [I, H], [I, H], [H, I]];
   const lin = shapes.reduce((a, [N, K]) => a + (bits === 16 ? N * K * 2 : packedBytes(quantSpec(bits, N, K, group, false)).total), 0);
-  return c.numLayers * (lin + 2 * H * 4) + c.vocabSize * H * 2 + H * 4;
+  const head = bits === 16 ? c.vocabSize * H * 2 : packedBytes(quantSpec(bits, c.vocabSize, H, group, false)).total;
+  return c.numLayers * (lin + 2 * H * 4) + head + H * 4;
 }
 
 /** Multiply-adds per token of the linears and the LM head (attention excluded). */

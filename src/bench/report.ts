@@ -107,7 +107,7 @@ function e2eSection(r: BenchReport): string[] {
   const rows = r.results.filter((x) => x.kind === "e2e");
   if (!rows.length) return [];
   const out = ["### End to end (forward pass with KV cache)", ""];
-  out.push("Block linears as f16, int8 (per channel) or int4 g128 (RTN); embeddings and LM head f16 in every row. decode: one token per step after a 16-token prompt, logits read back each step; prefill: one forward of M tokens. Wall time per step; weights = bytes a decode step reads.", "");
+  out.push("Block linears and LM head as f16, int8 (per channel) or int4 g128 (RTN); embeddings f16 in every row. decode: one token per step after a 16-token prompt, logits read back each step; prefill: one forward of M tokens. Wall time per step; weights = bytes a decode step reads.", "");
   out.push("| model | layers | dtype | decode tok/s | decode ms/token | prefill tok/s | prefill ms (M) | weights MiB | decode × f16 |");
   out.push("|---|---:|---|---:|---:|---:|---:|---:|---:|");
   for (const key of [...new Set(rows.map((x) => `${x.model}|${x.dtype}`))]) {

@@ -41,7 +41,7 @@ export interface BenchOptions {
   outDir?: string | null;
   /** Use timestamp-query when present (default true). */
   timestamps?: boolean;
-  /** ONNX Runtime peer rows beside the GEMV rows (default true; src/bench/ort.ts). */
+  /** ONNX Runtime peer rows beside the GEMV rows of a full run or --only ort (default true; src/bench/ort.ts). */
   ort?: boolean;
   /** The package ORT is loaded from (default onnxruntime-node; tests name a missing one). */
   ortPackage?: string;
@@ -111,7 +111,8 @@ export async function runBench(ctx: GpuContext, opts: BenchOptions = {}): Promis
     }
     if (kernels) {
       const largest = Math.max(...SHAPES[shapeSet].map((s) => s.n * s.k));
-      const ortOn = (opts.ort ?? true) && only !== "gemm";
+      // ONNX Runtime rows: in the full run and --only ort (--only gemv keeps to the project's GEMVs)
+      const ortOn = (opts.ort ?? true) && (!only || only === "ort");
       // On CPU adapters the GPU-shaped variants, and ONNX Runtime, run at M = 1 on the square shapes only.
       const narrow = (m: number, s: Shape) => full || !cpu || (m === 1 && (small || s.n === s.k));
       results = await benchKernels(ctx, timer, {

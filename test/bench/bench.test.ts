@@ -143,6 +143,7 @@ describe("wgq bench (tiny shapes)", async () => {
     expect(Object.keys(obj)).toEqual(expect.arrayContaining(["device", "results"]));
     expect(obj.device.description).toBeTruthy();
     expect(obj.results.every((x: BenchRow) => x.kind === "gemv" && x.m <= 8)).toBe(true);
+    expect(obj.results.some((x: BenchRow) => x.variant.startsWith("ort-"))).toBe(false); // ONNX Runtime rows: full run and --only ort
     for (const key of ["name", "dtype", "m", "n", "k", "median_ms", "min_ms", "gbps"]) expect(obj.results[0]).toHaveProperty(key);
     expect(obj.results.filter((x: BenchRow) => x.best).length).toBeGreaterThan(0);
   });

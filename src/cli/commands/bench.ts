@@ -43,7 +43,7 @@ export function benchCommand(): Command {
     .option("--awq", "quant: also time AWQ (int4 g128) per block (minutes per block on software adapters)")
     .option("--stories <dir>", "e2e: stories260K folder (default ../shared/models/stories260K beside the repository; skipped when absent)")
     .option("--quiet", "no progress lines on stderr")
-    .addHelpText("after", "\nExamples:\n  wgq bench                       # everything, tables + bench/results/<device>.*\n  wgq bench --only gemv --json    # GEMV rows only (with ONNX Runtime's), machine-readable\n  wgq bench --only ort            # ONNX Runtime vs the project's kernels, GEMV M=1\n  wgq bench --only e2e --layers 4 # decode/prefill tokens/s, 1B shape cut to 4 blocks\n  wgq bench --only quant --awq    # RTN and AWQ seconds per block\n  wgq bench --shapes small        # smoke test")
+    .addHelpText("after", "\nExamples:\n  wgq bench                       # everything, tables + bench/results/<device>.*\n  wgq bench --only gemv --json    # the project's GEMV rows only, machine-readable\n  wgq bench --only ort            # ONNX Runtime vs the project's kernels, GEMV M=1\n  wgq bench --only e2e --layers 4 # decode/prefill tokens/s, 1B shape cut to 4 blocks\n  wgq bench --only quant --awq    # RTN and AWQ seconds per block\n  wgq bench --shapes small        # smoke test")
     .action(async (opts: BenchCliOptions) => {
       const ctx = await createContext();
       const t0 = performance.now();

@@ -38,7 +38,7 @@ export function qatCommand(): Command {
     .addOption(new Option("--loss <l>", "e2e: kd = KL divergence from the fp model's next-token distribution (distillation); ce = cross-entropy on the text").choices(["kd", "ce"]).default("kd"))
     .addOption(new Option("--trainable <t>", "scales: step sizes only; all: step sizes and weights").choices(["scales", "all"]).default("scales"))
     .option("--steps <n>", "optimizer steps (block mode: per block)", intOption("--steps", 1), 200)
-    .option("--lr <x>", "peak learning rate of the step sizes", floatOption("--lr", 0), 1e-3)
+    .option("--lr <x>", "peak learning rate of the step sizes (an absolute step: keep it well below the typical step size, e.g. 1e-3 for stories260K, 1e-4 for billion-parameter models)", floatOption("--lr", 0), 1e-3)
     .option("--lr-weights <x>", "peak learning rate of the weights (--trainable all)", floatOption("--lr-weights", 0), 1e-4)
     .option("--batch <n>", "sequences per step", intOption("--batch", 1), 8)
     .option("--seq-len <n>", "tokens per training sequence", intOption("--seq-len", 2), 256)

@@ -21,7 +21,6 @@ import type { LlamaConfig } from "../model/config.ts";
 import { embedding } from "../nn/embedding.ts";
 import { rng } from "../ref/random.ts";
 import { adamwStep, clipFactor, gradNorm, learningRate, type AdamWTensors } from "./adamw.ts";
-import { IGNORE_INDEX } from "./backward.ts";
 import { QatModel, ROLES, type QatSpec, type ReadF32 } from "./qat_model.ts";
 
 export interface QatOptions extends QatSpec {
@@ -262,7 +261,7 @@ export async function qatBlockwise(ctx: GpuContext, c: LlamaConfig, read: ReadF3
     const todo = layers ?? Array.from({ length: c.numLayers }, (_, i) => i);
     for (let l = 0; l < c.numLayers && l <= Math.max(...todo); l++) {
       // fp targets: the block with W' = W (no quantization)
-      model.setBlock(l, await QatModel.block(ctx, c, read, { ...o, trainWeights: o.trainWeights }, l));
+      model.setBlock(l, await QatModel.block(ctx, c, read, o, l));
       const blk = model.blocks[l]!;
       const Y = GpuTensor.empty(gpu, [T, H], "f32", `qat.block_out${l}`);
       {
@@ -314,4 +313,3 @@ export async function qatBlockwise(ctx: GpuContext, c: LlamaConfig, read: ReadF3
   }
 }
 
-export { IGNORE_INDEX };

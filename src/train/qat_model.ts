@@ -82,7 +82,8 @@ export class QLinear {
 
   /** Records y = x · W'ᵀ. */
   async apply(ctx: GpuContext, b: CommandBatch, x: GpuTensor, y: GpuTensor): Promise<void> {
-    if (this.wqT) await matmulKn(ctx, b, x, this.wqT, y);
+    // (the K-major copy is kept when the shapes allow it; a batch too large for one binding falls back)
+    if (this.wqT && kMajorPreferred(ctx.gpu, x.shape[0], this.spec.N, this.spec.K)) await matmulKn(ctx, b, x, this.wqT, y);
     else await matmul(ctx, b, x, this.wq, y);
   }
 
@@ -152,7 +153,6 @@ export class QatModel {
   /** Activations of the last forward, per block, and the block outputs. */
   #saved: Saved[] = [];
   #outputs: GpuTensor[] = [];
-  #T = 0;
   #headT: GpuTensor | null = null;
   /**
    * Skip the quantizer (W' = W, dW = dW'): the plain fp model with exact gradients, for checking the
@@ -320,7 +320,6 @@ export class QatModel {
     if (!this.embed || !this.norm) throw new UsageError("this model was created without its embedding and head");
     this.#freeSaved();
     const T = ids.length;
-    this.#T = T;
     const H = c.hiddenSize, V = c.vocabSize;
     const idsT = GpuTensor.fromHost(ctx.gpu, ids, [T], "u32", "qat.ids");
     const tgT = GpuTensor.fromHost(ctx.gpu, targets, [T], "u32", "qat.targets");

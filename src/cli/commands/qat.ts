@@ -74,7 +74,7 @@ export function qatCommand(): Command {
       const docs = await readDocuments(o.train);
       const nHold = o.mode === "e2e" ? Math.max(1, Math.round(docs.length * o.holdout)) : 0;
       if (docs.length - nHold < 1) throw new UsageError(`${o.train} has ${docs.length} documents: too few to hold out ${nHold}`);
-      const trainDocs = tokenizeDocuments(tok, docs.slice(0, docs.length - nHold).map((d) => d));
+      const trainDocs = tokenizeDocuments(tok, docs.slice(0, docs.length - nHold));
       const holdDocs = tokenizeDocuments(tok, docs.slice(docs.length - nHold));
       const flat = (ds: number[][]) => ds.flat();
       const calib = () => {

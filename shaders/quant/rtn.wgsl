@@ -21,7 +21,8 @@
 //   5 params   uniform             Params { rows (in window), K, G (int8: K), ng (int8: 1), n0 (first row), KW,
 //                                           maxq (largest code: int4 asym 15, sym 7; int3 asym 7, sym 3; int8 127) }
 // AWQ entries (fake quantization in f32, same rules for any bit width, src/quant/fake_quant.ts):
-// Entry:     fake_quant — fq = dequant(quant(clip(w·diag(col_scale))))·diag(1/col_scale)
+// Entry:     fake_quant — fq = dequant(quant(clip(w·diag(s))))·diag(1/s), s and 1/s from col_scale
+//            (multiplications only: f32 division may be inexact on a device, multiplication is not)
 //   Grid:      ceil(N * ng / WG_SIZE) workgroups folded into (x, y); one invocation = one (row, group)
 // Entry:     clip_search — per (row, group), max|w| shrunk by (20 − i)/20, i < 10; the shrink whose
 //            fake-quantized group gives the least mean squared partial-dot-product error over x
@@ -32,7 +33,8 @@
 //                                                 use_scale, use_clip, T (rows of x), transposed }
 //   7 fq            storage read_write  array<f32>  [N, K] fake-quantized weights ([K, N] when transposed = 1,
 //                                                   the layout of nn/matmul_kn.wgsl)
-//   8 col_scale     storage read        array<f32>  [K] AWQ input-channel scales (use_scale = 1; else any)
+//   8 col_scale     storage read        array<f32>  [2, K] AWQ input-channel scales s, then f32(1 / s)
+//                                                   rounded on the host (use_scale = 1; else any)
 //   9 clip_max      storage read        array<f32>  [N, ng] clip bound per (row, group) (use_clip = 1 / clip_apply)
 //   10 clip_max_out storage read_write  array<f32>  [N, ng] chosen clip bound
 //   11 clip_err     storage read_write  array<f32>  [N * ng, 2] error without shrink, error at the chosen shrink
@@ -329,7 +331,7 @@ fn fake_quant(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   for (var k = k0; k < k1; k++) {
     var d = fq_value(vals[k - k0], sz);
     if (P.use_scale == 1u) {
-      d = d / col_scale[k];
+      d = d * col_scale[P.K + k];
     }
     fq[select(n * P.K + k, k * P.N + n, P.transposed == 1u)] = d;
   }
@@ -362,8 +364,10 @@ fn clip_search(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
   var best = 3.0e38;
   var best_m = amax;
   var first = 0.0;
+  // (20 − i) / 20 as f32 literals: a device's f32 division may be off by an ulp
+  let shrink = array<f32, 10>(1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55);
   for (var i = 0u; i < 10u; i++) {
-    let m = amax * (f32(20u - i) / 20.0);
+    let m = amax * shrink[i];
     let sz = fq_scale_zero(max(mn, -m), min(mx, m));
     for (var k = 0u; k < k1 - k0; k++) {
       dq[k] = fq_value(clamp(wv[k], -m, m), sz) - wv[k];

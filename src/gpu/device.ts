@@ -257,12 +257,13 @@ const entries = new Map<string, GPU>();
 async function gpuEntry(opts: OpenDeviceOptions): Promise<GPU> {
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
   if (nav?.gpu) return nav.gpu;
-  const flags: string[] = [];
+  // Dawn rounds timestamp-query values to 2^16 ns unless told not to; benchmarks need them exact.
+  const flags: string[] = ["disable-dawn-features=timestamp_quantization"];
   const backend = opts.backend ?? process.env.WGQ_BACKEND;
   const name = opts.adapter ?? process.env.WGQ_ADAPTER;
   if (backend) flags.push(`backend=${backend}`);
   if (name) flags.push(`adapter=${name}`);
-  const key = flags.join(";");
+  const key = flags.slice(1).join(";");
   let gpu = entries.get(key);
   if (!gpu) {
     const dawn = await import("webgpu");

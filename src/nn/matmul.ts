@@ -41,7 +41,7 @@ export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor,
 // Callers that re-run the same weights many times (AWQ's searches) keep a transposed copy and
 // call matmulKn when kMajorPreferred() says so.
 
-const KN_TM = 16;
+const KN_TM = 12;
 
 /** Why matmulKn cannot run x [M, K] · Wt [K, N] on this device, or null when it can. */
 export function matmulKnUnavailable(gpu: Gpu, M: number, N: number, K: number): string | null {

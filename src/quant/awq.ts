@@ -27,11 +27,11 @@ import { addBias, addInPlace, scale, siluMul, transpose } from "../nn/elementwis
 import { embedding } from "../nn/embedding.ts";
 import { kMajorPreferred, matmul, matmulKn, swigluKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
-import { rope } from "../nn/rope.ts";
+import { rope, type RopeTable, ropeTable } from "../nn/rope.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { ropeInvFreq } from "../model/rope.ts";
 import { gramDot, sqErr, sqErrParts, sumPartials } from "./awq_loss.ts";
-import { applyClip, clipSearch, fakeQuantize, type FakeQuantSpec } from "./fake_quant.ts";
+import { applyClip, clipSearch, colScaleWords, fakeQuantize, type FakeQuantSpec } from "./fake_quant.ts";
 
 export interface AwqOptions {
   bits: number;
@@ -88,9 +88,11 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
   const invFreq = GpuTensor.fromHost(gpu, ropeInvFreq(c), [c.headDim / 2], "f32", "awq.inv_freq");
   // Block inputs, chunk by chunk: the embeddings of the calibration tokens.
   let X: GpuTensor[] = [];
+  let ropeTab: RopeTable;
   {
     const E = GpuTensor.fromHost(gpu, await read("model.embed_tokens.weight"), [c.vocabSize, H], "f32", "awq.embed");
     const b = new CommandBatch(gpu, "awq.embed");
+    ropeTab = await ropeTable(ctx, b, invFreq, L); // every block applies RoPE 2 × (grid + 1) times over positions 0 .. L-1
     for (const ch of chunks) {
       const ids = GpuTensor.fromHost(gpu, opts.tokens.subarray(ch.first * L, (ch.first + ch.n) * L), [ch.n * L], "u32", "awq.ids");
       const x = GpuTensor.empty(gpu, [ch.n * L, H], "f32", "awq.x");
@@ -104,7 +106,7 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
   try {
     for (let l = 0; l < c.numLayers; l++) {
       const t0 = performance.now();
-      const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, opts, progress);
+      const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, ropeTab, opts, progress);
       for (const x of X) x.destroy();
       X = next;
       for (const [k, v] of tensors) weights.set(k, v);
@@ -114,6 +116,7 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
   } finally {
     for (const x of X) x.destroy();
     invFreq.destroy();
+    ropeTab.tensor.destroy();
   }
   return { weights, blocks };
 }
@@ -132,7 +135,7 @@ interface Lin {
 
 async function awqBlock(
   ctx: GpuContext, c: LlamaConfig, read: Read, l: number, X: GpuTensor[], chunks: { first: number; n: number }[],
-  invFreq: GpuTensor, opts: AwqOptions, progress: { tick(detail: string): void },
+  invFreq: GpuTensor, ropeTab: RopeTable, opts: AwqOptions, progress: { tick(detail: string): void },
 ): Promise<{ report: AwqBlockReport; next: GpuTensor[]; tensors: Map<string, Float32Array> }> {
   const { gpu } = ctx;
   const L = opts.seqLen;
@@ -216,8 +219,8 @@ async function awqBlock(
       await lmul(b, a.xn1, q, wq, Q);
       await lmul(b, a.xn1, k, wk, K);
       await lmul(b, a.xn1, v, wv, V);
-      await rope(ctx, b, Q, invFreq, M, c.numHeads, 0, L);
-      await rope(ctx, b, K, invFreq, M, c.numKvHeads, 0, L);
+      await rope(ctx, b, Q, invFreq, M, c.numHeads, 0, L, ropeTab);
+      await rope(ctx, b, K, invFreq, M, c.numKvHeads, 0, L, ropeTab);
       await attention(ctx, b, Q, K, V, A, { T: M, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0: 0, seq: L });
       await lmul(b, A, o, wo, out);
     };
@@ -292,13 +295,13 @@ async function awqBlock(
       const K = x.length;
       const wMean = opts.duo ? duoWeightMean(lins.map((li) => li.host), K, Math.min(opts.groupSize, K)) : null;
       const fq = lins.map((li) => T(kn ? [li.w.shape[1], li.w.shape[0]] : (li.w.shape as number[]), `fq.${li.name}`));
-      const sT = T([K], "s");
+      const sT = T([2 * K], "s");
       const losses: number[] = [];
       const cands: Float32Array[] = [];
       for (let i = 0; i < grid; i++) {
         const s = awqScales(x, i / grid, wMean);
         cands.push(s);
-        sT.write(s);
+        sT.write(colScaleWords(s));
         let nParts = 0;
         await run(`search.${group}.${i}`, async (b) => {
           for (let j = 0; j < lins.length; j++) await fakeQuantize(ctx, b, lins[j].w, fq[j], spec, { colScale: sT, transposed: kn });

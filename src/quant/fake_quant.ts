@@ -35,9 +35,17 @@ function params(spec: FakeQuantSpec, N: number, K: number, extra: Record<string,
   return { N, K, G, ng: Math.ceil(K / G), maxq: spec.sym ? 2 ** (spec.bits - 1) - 1 : 2 ** spec.bits - 1, use_scale: 0, use_clip: 0, T: 0, transposed: 0, ...extra };
 }
 
+/** The colScale words fakeQuantize() reads for scales s (K): s, then f32(1 / s) (2K). */
+export function colScaleWords(s: Float32Array): Float32Array {
+  const out = new Float32Array(2 * s.length);
+  out.set(s);
+  for (let k = 0; k < s.length; k++) out[s.length + k] = 1 / s[k];
+  return out;
+}
+
 /**
- * Records out (N, K) = fake-quantized w, optionally with column scales s (K) and per-group clip
- * (N, ng); with `transposed` out is written K-major (K, N), ready for matmulKn().
+ * Records out (N, K) = fake-quantized w, optionally with column scales (colScale: colScaleWords(s),
+ * 2K) and per-group clip (N, ng); with `transposed` out is written K-major (K, N), ready for matmulKn().
  */
 export async function fakeQuantize(
   ctx: GpuContext, batch: CommandBatch, w: GpuTensor, out: GpuTensor, spec: FakeQuantSpec,
@@ -45,6 +53,7 @@ export async function fakeQuantize(
 ): Promise<void> {
   const { N, K, ng } = check(spec, w);
   if (out.numel !== N * K) throw new TensorError(out.label, `fake quantization output must be [${N}, ${K}]`);
+  if (opts.colScale && opts.colScale.numel !== 2 * K) throw new TensorError(opts.colScale.label, `column scales must be colScaleWords(s): 2 × ${K} values, got ${opts.colScale.numel}`);
   const k = await ctx.kernels.get(FILE, "fake_quant", { WG_SIZE: WG, SYM: spec.sym });
   batch.dispatch(
     k,

@@ -29,7 +29,7 @@ export function fakeQuantGroup(v: Float32Array, spec: FakeQuantSpec): Float32Arr
   return out;
 }
 
-/** W (N, K) -> dequant(quant(clip(W·diag(s))))·diag(1/s). */
+/** W (N, K) -> dequant(quant(clip(W·diag(s))))·diag(1/s), 1/s rounded to f32 once per column. */
 export function fakeQuantRef(w: Float32Array, N: number, K: number, spec: FakeQuantSpec, colScale?: Float32Array, clipMax?: Float32Array): Float32Array {
   const G = Math.min(spec.G, K);
   const ng = Math.ceil(K / G);
@@ -44,7 +44,7 @@ export function fakeQuantRef(w: Float32Array, N: number, K: number, spec: FakeQu
         v[k - k0] = x;
       }
       const q = fakeQuantGroup(v, spec);
-      for (let k = k0; k < k1; k++) out[n * K + k] = colScale ? Math.fround(q[k - k0] / colScale[k]) : q[k - k0];
+      for (let k = k0; k < k1; k++) out[n * K + k] = colScale ? Math.fround(q[k - k0] * Math.fround(1 / colScale[k])) : q[k - k0];
     }
   }
   return out;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
-import { applyClip, clipSearch, fakeQuantize, type FakeQuantSpec } from "../../src/quant/fake_quant.ts";
+import { applyClip, clipSearch, colScaleWords, fakeQuantize, type FakeQuantSpec } from "../../src/quant/fake_quant.ts";
 import { quantSpec } from "../../src/quant/formats.ts";
 import { awqScales } from "../../src/quant/awq.ts";
 import { clipSearchRef, fakeQuantRef } from "../../src/ref/awq.ts";
@@ -17,7 +17,7 @@ describe("AWQ kernels", async () => {
   const fq = async (spec: FakeQuantSpec, colScale?: Float32Array, clipMax?: Float32Array) => {
     const wt = GpuTensor.fromHost(gpu, w, [N, K], "f32", "w");
     const out = GpuTensor.empty(gpu, [N, K], "f32", "fq");
-    const st = colScale ? GpuTensor.fromHost(gpu, colScale, [K], "f32", "s") : undefined;
+    const st = colScale ? GpuTensor.fromHost(gpu, colScaleWords(colScale), [2 * K], "f32", "s") : undefined;
     const ct = clipMax ? GpuTensor.fromHost(gpu, clipMax, [clipMax.length], "f32", "clip") : undefined;
     const b = new CommandBatch(gpu);
     await fakeQuantize(ctx, b, wt, out, spec, { colScale: st, clipMax: ct });
@@ -114,7 +114,7 @@ describe("int3 (stored in the int4 layout)", async () => {
       const xt = GpuTensor.fromHost(ctx.gpu, x, [M, K], "f32", "x");
       const yt = GpuTensor.empty(ctx.gpu, [M, N], "f32", "y");
       const b = new CommandBatch(ctx.gpu);
-      await qmatmul(ctx, b, xt, q, yt);
+      await qmatmul(ctx, b, xt, q, yt, { int8Activations: false }); // f32 activations: the exact path on every device
       b.submit();
       const y = (await yt.toHost()) as Float32Array;
       const yr = matmulRef(x, deq, M, N, K);

@@ -229,7 +229,7 @@ export class TimedBatch extends CommandBatch {
   async elapsedMs(): Promise<number | null> {
     const ts = this.#timestamps;
     if (!ts || !this.#submitted) return null;
-    await ts.read.mapAsync(0x1, 0, 16);
+    await this.gpu.wait(ts.read.mapAsync(0x1, 0, 16));
     const t = new BigUint64Array(ts.read.getMappedRange(0, 16).slice(0));
     ts.read.unmap();
     return Number(t[1] - t[0]) / 1e6;

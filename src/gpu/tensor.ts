@@ -185,7 +185,7 @@ export class GpuTensor {
         const enc = gpu.device.createCommandEncoder({ label: `${this.label}.readback` });
         enc.copyBufferToBuffer(this.buffer, this.byteOffset + off, staging, 0, n);
         gpu.device.queue.submit([enc.finish()]);
-        await staging.mapAsync(MAP_READ, 0, n);
+        await gpu.wait(staging.mapAsync(MAP_READ, 0, n));
         out.set(new Uint8Array(staging.getMappedRange(0, n)), off);
         staging.unmap();
       }

@@ -21,6 +21,28 @@ describe("openDevice", () => {
     console.log(`adapter: ${gpu.adapterInfo.description} (${gpu.adapterInfo.kind}); features: ${[...gpu.features].join(", ")}`);
   });
 
+  it("wait() passes values and errors through; on a CPU adapter in Node it sleeps between polls", async () => {
+    const { gpu } = await gpuContext();
+    if (gpu.adapterInfo.kind === "cpu" && !process.env.WGQ_WAIT) expect(gpu.waitMode).toBe("nap");
+    expect(await gpu.wait(Promise.resolve(42))).toBe(42);
+    await expect(gpu.wait(Promise.reject(new Error("mapping failed")))).rejects.toThrow("mapping failed");
+    const t0 = performance.now();
+    await gpu.wait(new Promise((r) => setTimeout(r, 40)));
+    const ms = performance.now() - t0;
+    expect(ms).toBeGreaterThanOrEqual(39);
+    expect(ms).toBeLessThan(40 * 1.125 + 30); // a sleep is at most an eighth of the time waited (+ timer slack)
+    // GPU work waited for this way completes with the right data
+    const x = GpuTensor.fromHost(gpu, new Float32Array([1, 2, 3, 4]), [4], "f32", "x");
+    const b = new CommandBatch(gpu);
+    const y = GpuTensor.empty(gpu, [4], "f32", "y");
+    b.copy(x, y);
+    b.submit();
+    await gpu.sync();
+    expect(Array.from((await y.toHost()) as Float32Array)).toEqual([1, 2, 3, 4]);
+    x.destroy();
+    y.destroy();
+  });
+
   it("WGQ_DISABLE_FEATURES-style options leave features off", async () => {
     const gpu = await openDevice({ disableFeatures: ["shader-f16", "subgroups"] });
     expect(gpu.has("shader-f16")).toBe(false);

@@ -30,7 +30,7 @@ import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope, type RopeTable, ropeTable } from "../nn/rope.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { ropeInvFreq } from "../model/rope.ts";
-import { gramDot, sqErr, sqErrParts, sumPartials } from "./awq_loss.ts";
+import { gramDot, sqErr, sqErrParts } from "./awq_loss.ts";
 import { applyClip, clipSearch, colScaleWords, fakeQuantize, type FakeQuantSpec } from "./fake_quant.ts";
 
 export interface AwqOptions {
@@ -122,6 +122,9 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
 }
 
 // ---------------------------------------------------------------------------------------------
+
+/** Scale candidates recorded per submit in the search (one wait and one readback each). */
+const CANDIDATES_PER_SUBMIT = 5;
 
 interface Lin {
   name: string;
@@ -264,9 +267,13 @@ async function awqBlock(
     // 2. scale search. loss(W'): sum over chunks of ||module(W') - fp||^2 / count.
     const grid = opts.grid ?? 20;
     // Partial sums of the squared output errors (summed on the host in float64).
+    // Partial sums of the squared output errors (summed on the host in float64): one slot per
+    // candidate of a submit, each chunk's range starting on a binding-aligned word.
+    const align = (n: number) => Math.ceil(n / 64) * 64; // 64 words = 256 bytes
     const partsOf = acts.map((a) => sqErrParts(a.M * H));
-    const partOff = partsOf.map((_, i) => partsOf.slice(0, i).reduce((x, y) => x + y, 0));
-    const partial = T([Math.max(partsOf.reduce((x, y) => x + y, 0), qw * H, I * H, H * I)], "loss.partial");
+    const partOff = partsOf.map((_, i) => partsOf.slice(0, i).reduce((x, y) => x + align(y), 0));
+    const slotWords = align(Math.max(partOff[acts.length - 1] + partsOf[acts.length - 1], qw * H, I * H, H * I));
+    const partial = T([CANDIDATES_PER_SUBMIT * slotWords], "loss.partial");
     // G = XᵀX over every calibration token, for groups whose loss is one linear layer's output.
     const gramOf = async (x: (a: (typeof acts)[number]) => GpuTensor, K: number): Promise<GpuTensor> => {
       const G = T([K, K], "gram");
@@ -295,33 +302,47 @@ async function awqBlock(
       const K = x.length;
       const wMean = opts.duo ? duoWeightMean(lins.map((li) => li.host), K, Math.min(opts.groupSize, K)) : null;
       const fq = lins.map((li) => T(kn ? [li.w.shape[1], li.w.shape[0]] : (li.w.shape as number[]), `fq.${li.name}`));
-      const sT = T([2 * K], "s");
+      const sStride = align(2 * K);
+      const sT = T([CANDIDATES_PER_SUBMIT * sStride], "s");
       const losses: number[] = [];
       const cands: Float32Array[] = [];
-      for (let i = 0; i < grid; i++) {
-        const s = awqScales(x, i / grid, wMean);
-        cands.push(s);
-        sT.write(colScaleWords(s));
-        let nParts = 0;
-        await run(`search.${group}.${i}`, async (b) => {
-          for (let j = 0; j < lins.length; j++) await fakeQuantize(ctx, b, lins[j].w, fq[j], spec, { colScale: sT, transposed: kn });
-          if (gram) {
-            // one linear layer: its output error over all tokens from G, without re-running it
-            const [N] = lins[0].w.shape;
-            await gramDot(ctx, b, fq[0], fp(lins[0]), gram, partial, { N, K, transposed: kn });
-            nParts = N * K;
-            return;
+      for (let i = 0; i < grid; i++) cands.push(awqScales(x, i / grid, wMean));
+      // Several candidates per submit: one wait and one readback for all of them.
+      for (let i0 = 0; i0 < grid; i0 += CANDIDATES_PER_SUBMIT) {
+        const n = Math.min(CANDIDATES_PER_SUBMIT, grid - i0);
+        const words = new Float32Array(n * sStride);
+        for (let j = 0; j < n; j++) words.set(colScaleWords(cands[i0 + j]), j * sStride);
+        sT.write(words);
+        const ranges: [number, number][] = []; // per candidate slot: [first, count] of each range, in summation order
+        await run(`search.${group}.${i0}`, async (b) => {
+          for (let j = 0; j < n; j++) {
+            const colScale = sT.view("s", [2 * K], j * sStride * 4);
+            for (let l = 0; l < lins.length; l++) await fakeQuantize(ctx, b, lins[l].w, fq[l], spec, { colScale, transposed: kn });
+            const slot = j * slotWords;
+            if (gram) {
+              // one linear layer: its output error over all tokens from G, without re-running it
+              const [N] = lins[0].w.shape;
+              await gramDot(ctx, b, fq[0], fp(lins[0]), gram, partial.view("loss.partial", [N * K], slot * 4), { N, K, transposed: kn });
+              ranges.push([slot, N * K]);
+              continue;
+            }
+            for (let c = 0; c < acts.length; c++) {
+              const a = acts[c];
+              const out = view(tOut, a.M, H);
+              await module(b, a, fq, out);
+              await sqErr(ctx, b, out, target(a), partial.view("loss.partial", [partsOf[c]], (slot + partOff[c]) * 4));
+              ranges.push([slot + partOff[c], partsOf[c]]);
+            }
           }
-          for (let c = 0; c < acts.length; c++) {
-            const a = acts[c];
-            const out = view(tOut, a.M, H);
-            await module(b, a, fq, out);
-            await sqErr(ctx, b, out, target(a), partial.view("loss.partial", [partsOf[c]], partOff[c] * 4));
-          }
-          nParts = partOff[acts.length - 1] + partsOf[acts.length - 1];
         });
-        losses.push((await sumPartials(partial, nParts)) / (tokens * H));
-        progress.tick(`block ${l}: scales ${group} α=${(i / grid).toFixed(2)}`);
+        const p = (await partial.toHost()) as Float32Array;
+        const per = ranges.length / n;
+        for (let j = 0; j < n; j++) {
+          let sum = 0;
+          for (const [first, count] of ranges.slice(j * per, (j + 1) * per)) for (let q = first; q < first + count; q++) sum += p[q];
+          losses.push(sum / (tokens * H));
+          progress.tick(`block ${l}: scales ${group} α=${((i0 + j) / grid).toFixed(2)}`);
+        }
       }
       let best = 0;
       for (let i = 1; i < grid; i++) if (losses[i] < losses[best]) best = i;

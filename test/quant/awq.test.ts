@@ -163,6 +163,18 @@ describe("awqTransform on a small synthetic model", async () => {
     for (const g of groups) expect(g.loss_best).toBeLessThanOrEqual(g.loss_rtn); // α = 0 is in the grid
   });
 
+  it("activations split into ragged chunks (as when a block's exceed one binding) give the same search", async () => {
+    const opts = { bits: 4, groupSize: 32, sym: false, clip: false, tokens, seqLen: L, grid: 7 } as const; // 7: a ragged last submit of candidates
+    const one = await awqTransform(ctx, c, read, opts);
+    const three = await awqTransform(ctx, c, read, { ...opts, chunkSeqs: 3 }); // 8 sequences -> 3 + 3 + 2
+    const g1 = one.blocks.flatMap((b) => b.groups), g3 = three.blocks.flatMap((b) => b.groups);
+    expect(g3.map((g) => g.alpha)).toEqual(g1.map((g) => g.alpha));
+    for (let i = 0; i < g1.length; i++) {
+      expect(Math.abs(g3[i].loss_rtn - g1[i].loss_rtn) / g1[i].loss_rtn).toBeLessThan(1e-5);
+      expect(Math.abs(g3[i].loss_best - g1[i].loss_best) / g1[i].loss_best).toBeLessThan(1e-5);
+    }
+  });
+
   it("with clipping, the clip search never increases its loss", async () => {
     const out = await awqTransform(ctx, c, read, { bits: 4, groupSize: 32, sym: false, tokens, seqLen: L, clipTokens: 64 });
     for (const b of out.blocks) {

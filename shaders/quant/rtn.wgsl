@@ -30,7 +30,8 @@
 // Entry:     clip_apply — w_inout[n, k] = clamp(w_inout[n, k], −m, m), m = clip_max[n, k / G]
 //   Grid:      ceil(N * K / WG_SIZE) workgroups folded into (x, y); one invocation = one element
 //   6 fq_params     uniform             FqParams { N, K, G (<= 128), ng, maxq (asym 2^b − 1; sym 2^(b−1) − 1),
-//                                                 use_scale, use_clip, T (rows of x), transposed }
+//                                                 use_scale, use_clip, T (rows of x), transposed,
+//                                                 x_vec4 (clip_search reads x4; K % 4 == 0) }
 //   7 fq            storage read_write  array<f32>  [N, K] fake-quantized weights ([K, N] when transposed = 1,
 //                                                   the layout of nn/matmul_kn.wgsl)
 //   8 col_scale     storage read        array<f32>  [2, K] AWQ input-channel scales s, then f32(1 / s)
@@ -40,6 +41,7 @@
 //   11 clip_err     storage read_write  array<f32>  [N * ng, 2] error without shrink, error at the chosen shrink
 //   12 x            storage read        array<f32>  [T, K] sampled input activations
 //   13 w_inout      storage read_write  array<f32>  [N, K] weights clipped in place
+//   14 x4           storage read        array<vec4<f32>>  x again, as vec4 words (clip_search, x_vec4 = 1)
 //   (fake_quant and clip_search read w as [N, K], the whole weight in one binding)
 // Override:  SYM: bool = false — int4 symmetric (levels -8..7 stored as q+8, implicit zero 8, no zeros written)
 // Packing:   int4: element k of a row at bits 4*(k%8) of word k/8; int8: two's-complement byte k%4 of
@@ -257,6 +259,7 @@ struct FqParams {
   use_clip: u32,
   T: u32,
   transposed: u32,
+  x_vec4: u32,
 }
 
 const MAX_G: u32 = 128u;
@@ -269,6 +272,7 @@ const MAX_G: u32 = 128u;
 @group(0) @binding(11) var<storage, read_write> clip_err: array<f32>;
 @group(0) @binding(12) var<storage, read> x: array<f32>;
 @group(0) @binding(13) var<storage, read_write> w_inout: array<f32>;
+@group(0) @binding(14) var<storage, read> x4: array<vec4<f32>>;
 
 // (scale, zero) of a group with extremes mn <= mx, by the quantizer's rules for levels 0..maxq
 // (asym) or -maxq-1..maxq (sym); scale 0 = a symmetric all-zero group.
@@ -376,8 +380,19 @@ fn clip_search(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     for (var r = 0u; r < P.T; r++) {
       var d = 0.0;
       let xb = r * P.K + k0;
-      for (var k = 0u; k < k1 - k0; k++) {
-        d = fma(x[xb + k], dq[k], d);
+      if (P.x_vec4 == 1u) {
+        // the same sums from vec4 words (K and G multiples of 4): a quarter of the loads
+        for (var k = 0u; k < k1 - k0; k += 4u) {
+          let xv = x4[(xb + k) / 4u];
+          d = fma(xv.x, dq[k], d);
+          d = fma(xv.y, dq[k + 1u], d);
+          d = fma(xv.z, dq[k + 2u], d);
+          d = fma(xv.w, dq[k + 3u], d);
+        }
+      } else {
+        for (var k = 0u; k < k1 - k0; k++) {
+          d = fma(x[xb + k], dq[k], d);
+        }
       }
       err = fma(d, d, err);
     }

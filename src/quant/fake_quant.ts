@@ -32,7 +32,7 @@ function check(spec: FakeQuantSpec, w: GpuTensor): { N: number; K: number; ng: n
 
 function params(spec: FakeQuantSpec, N: number, K: number, extra: Record<string, number> = {}) {
   const G = Math.min(spec.G, K);
-  return { N, K, G, ng: Math.ceil(K / G), maxq: spec.sym ? 2 ** (spec.bits - 1) - 1 : 2 ** spec.bits - 1, use_scale: 0, use_clip: 0, T: 0, transposed: 0, ...extra };
+  return { N, K, G, ng: Math.ceil(K / G), maxq: spec.sym ? 2 ** (spec.bits - 1) - 1 : 2 ** spec.bits - 1, use_scale: 0, use_clip: 0, T: 0, transposed: 0, x_vec4: 0, ...extra };
 }
 
 /** The colScale words fakeQuantize() reads for scales s (K): s, then f32(1 / s) (2K). */
@@ -78,7 +78,8 @@ export async function clipSearch(ctx: GpuContext, w: GpuTensor, x: GpuTensor, sp
   try {
     const k = await ctx.kernels.get(FILE, "clip_search", { WG_SIZE: WG, SYM: spec.sym });
     const b = new CommandBatch(ctx.gpu, `clip ${w.label}`);
-    b.dispatch(k, { w, x, clip_max_out: maxVal, clip_err: errs }, params(spec, N, K, { T }), k.grid1d(Math.ceil((N * ng) / WG)));
+    const vec4 = K % 4 === 0 && Math.min(spec.G, K) % 4 === 0 ? 1 : 0;
+    b.dispatch(k, { w, x, x4: x, clip_max_out: maxVal, clip_err: errs }, params(spec, N, K, { T, x_vec4: vec4 }), k.grid1d(Math.ceil((N * ng) / WG)));
     b.submit();
     const e = (await errs.toHost()) as Float32Array;
     let before = 0, after = 0;

@@ -12,7 +12,7 @@
 // Entry:     swiglu — y = silu(x · Wtᵀ) * (x · Wuᵀ) (Llama MLP gate and up in one pass: each shuffled
 //            x word feeds both weights; wu is up_proj transposed, [K, N])
 // Workgroup: @workgroup_size(8); override TM: u32 = 16 rows of x per workgroup (<= 16; the host
-//            uses 12, past which lavapipe spills the register tile)
+//            uses 16 for main and 12 for swiglu, past which lavapipe spills its two register tiles)
 // Grid:      (ceil(N / 32), ceil(M / TM), 1) — one invocation = a TM x 4 register tile (two for swiglu)
 // Bindings (group 0):
 //   0 x       storage read        array<vec4<f32>>  [M, K / 4] row-major

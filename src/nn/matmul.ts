@@ -41,7 +41,10 @@ export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor,
 // Callers that re-run the same weights many times (AWQ's searches) keep a transposed copy and
 // call matmulKn when kMajorPreferred() says so.
 
-const KN_TM = 12;
+// Rows per workgroup: the plain GEMM is fastest with 16 on lavapipe, the two-weight swiglu entry with
+// 12 (past which its register tile spills).
+const KN_TM = 16;
+const KN_TM_SWIGLU = 12;
 
 /** Why matmulKn cannot run x [M, K] · Wt [K, N] on this device, or null when it can. */
 export function matmulKnUnavailable(gpu: Gpu, M: number, N: number, K: number): string | null {
@@ -49,7 +52,7 @@ export function matmulKnUnavailable(gpu: Gpu, M: number, N: number, K: number): 
   if (N % 4 || K % 4) return `needs N and K multiples of 4 (N = ${N}, K = ${K})`;
   const lim = gpu.limits.maxStorageBufferBindingSize;
   if (Math.max(M * K, K * N, M * N) * 4 > lim) return "x, Wt and y must each fit one storage binding";
-  if (Math.ceil(M / KN_TM) > gpu.limits.maxComputeWorkgroupsPerDimension) return `M = ${M} exceeds one dispatch`;
+  if (Math.ceil(M / Math.min(KN_TM, KN_TM_SWIGLU)) > gpu.limits.maxComputeWorkgroupsPerDimension) return `M = ${M} exceeds one dispatch`;
   return null;
 }
 
@@ -87,6 +90,6 @@ export async function swigluKn(ctx: GpuContext, batch: CommandBatch, x: GpuTenso
   const why = matmulKnUnavailable(ctx.gpu, M, N, K);
   if (why) throw new UsageError(`swigluKn cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() and siluMul()");
   if (M === 0 || N === 0) return;
-  const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "swiglu", { TM: KN_TM });
-  batch.dispatch(k, { x, wt: wgt, wu: wut, y: h }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM), 1]);
+  const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "swiglu", { TM: KN_TM_SWIGLU });
+  batch.dispatch(k, { x, wt: wgt, wu: wut, y: h }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM_SWIGLU), 1]);
 }

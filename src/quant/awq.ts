@@ -48,6 +48,12 @@ export interface AwqOptions {
   seqLen: number;
   /** Sequences per chunk (default: as many as keep a chunk's widest activation in one binding). */
   chunkSeqs?: number;
+  /**
+   * Scoring of groups whose loss is one linear layer's output (down; v → o without GQA): "gram"
+   * from G = XᵀX (N·K² work per candidate), "rerun" re-running the layer over every token (T·N·K),
+   * or "auto" (default): gram when K ≤ T and G fits one binding. Both give the same loss.
+   */
+  singleLinearLoss?: "auto" | "gram" | "rerun";
   /** Progress over the whole run: steps done / total, and what is being done. */
   onProgress?: (done: number, total: number, detail: string) => void;
 }
@@ -274,6 +280,13 @@ async function awqBlock(
     const partOff = partsOf.map((_, i) => partsOf.slice(0, i).reduce((x, y) => x + align(y), 0));
     const slotWords = align(Math.max(partOff[acts.length - 1] + partsOf[acts.length - 1], qw * H, I * H, H * I));
     const partial = T([CANDIDATES_PER_SUBMIT * slotWords], "loss.partial");
+    // G = XᵀX over every calibration token, for groups whose loss is one linear layer's output: it
+    // pays when the layer's input width K is at most the token count (N·K² vs T·N·K per candidate).
+    const gramPays = (K: number) => {
+      const mode = opts.singleLinearLoss ?? "auto";
+      if (mode !== "auto") return mode === "gram";
+      return K <= tokens && K * K * 4 <= gpu.limits.maxStorageBufferBindingSize;
+    };
     // G = XᵀX over every calibration token, for groups whose loss is one linear layer's output.
     const gramOf = async (x: (a: (typeof acts)[number]) => GpuTensor, K: number): Promise<GpuTensor> => {
       const G = T([K, K], "gram");
@@ -367,7 +380,7 @@ async function awqBlock(
     await fold({ t: inNorm, mode: "cols" }, [q, k, v], acts.map((a) => a.xn1), s);
     // v -> o (only when v's rows line up with o's inputs, i.e. no GQA)
     if (c.numHeads === c.numKvHeads && !v.b) {
-      s = await searchGroup("v_o", stats.att, [o], async (b, a, w, out) => lmul(b, a.att, o, w[0], out), (a) => a.attnOut, await gramOf((a) => a.att, qw));
+      s = await searchGroup("v_o", stats.att, [o], async (b, a, w, out) => lmul(b, a.att, o, w[0], out), (a) => a.attnOut, gramPays(qw) ? await gramOf((a) => a.att, qw) : null);
       await fold({ t: v.w, mode: "rows" }, [o], acts.map((a) => a.att), s, v);
     }
     // post_attention_layernorm -> gate, up
@@ -375,7 +388,7 @@ async function awqBlock(
     await fold({ t: postNorm, mode: "cols" }, [gate, upP], acts.map((a) => a.xn2), s);
     // up -> down
     if (!upP.b) {
-      s = await searchGroup("down", stats.h, [down], async (b, a, w, out) => lmul(b, a.h, down, w[0], out), (a) => a.mlpOut, await gramOf((a) => a.h, I));
+      s = await searchGroup("down", stats.h, [down], async (b, a, w, out) => lmul(b, a.h, down, w[0], out), (a) => a.mlpOut, gramPays(I) ? await gramOf((a) => a.h, I) : null);
       await fold({ t: upP.w, mode: "rows" }, [down], acts.map((a) => a.h), s, upP);
     }
 

@@ -177,6 +177,18 @@ describe("awqTransform on a small synthetic model", async () => {
     }
   });
 
+  it("single-linear groups (v → o, down) scored from XᵀX or by re-running the layer pick the same scales", async () => {
+    const opts = { bits: 4, groupSize: 32, sym: false, clip: false, tokens, seqLen: L } as const;
+    const gram = await awqTransform(ctx, c, read, { ...opts, singleLinearLoss: "gram" });
+    const rerun = await awqTransform(ctx, c, read, { ...opts, singleLinearLoss: "rerun" });
+    const g1 = gram.blocks.flatMap((b) => b.groups), g2 = rerun.blocks.flatMap((b) => b.groups);
+    expect(g2.map((g) => g.alpha)).toEqual(g1.map((g) => g.alpha));
+    for (let i = 0; i < g1.length; i++) expect(Math.abs(g2[i].loss_best - g1[i].loss_best) / g1[i].loss_best).toBeLessThan(1e-4);
+    // auto: 256 calibration tokens here, K = 64 (v → o) and 96 (down) are narrower, so XᵀX is used
+    const auto = await awqTransform(ctx, c, read, opts);
+    expect(auto.blocks.flatMap((b) => b.groups).map((g) => g.loss_best)).toEqual(g1.map((g) => g.loss_best));
+  });
+
   it("with clipping, the clip search never increases its loss", async () => {
     const out = await awqTransform(ctx, c, read, { bits: 4, groupSize: 32, sym: false, tokens, seqLen: L, clipTokens: 64 });
     for (const b of out.blocks) {

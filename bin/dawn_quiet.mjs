@@ -7,6 +7,7 @@
 //   node bin/dawn_quiet.mjs vitest run        (npm test)
 //   import { runQuiet } from "./dawn_quiet.mjs"  (bin/wgq.mjs)
 import { spawn } from "node:child_process";
+import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const NOISE = /^Warning: maxDynamic\w+PerPipelineLayout artificially reduced/;
@@ -52,5 +53,9 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     process.stderr.write("usage: node bin/dawn_quiet.mjs <command> [args…]\n");
     process.exit(1);
   }
-  process.exit(await runQuiet(cmd, args, { shell: process.platform === "win32" }));
+  // The package's own node_modules/.bin is searched too (as npm scripts do), so
+  // `node bin/dawn_quiet.mjs vitest run` works outside npm.
+  const bin = join(dirname(dirname(fileURLToPath(import.meta.url))), "node_modules", ".bin");
+  const env = { ...process.env, PATH: [process.env.PATH, bin].filter(Boolean).join(delimiter), WGQ_STDERR_TTY: process.stderr.isTTY ? "1" : "" };
+  process.exit(await runQuiet(cmd, args, { shell: process.platform === "win32", env }));
 }

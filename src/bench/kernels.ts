@@ -10,7 +10,7 @@ import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { convertF32ToF16 } from "../common/convert.ts";
-import { matmul } from "../nn/matmul.ts";
+import { DENSE_VARIANTS, denseVariantUnavailable, matmul } from "../nn/matmul.ts";
 import { groupsPerRow, type HostPackedWeight, packedBytes, quantSpec, type QuantSpec, wordsPerRow, zeroWordsPerRow } from "../quant/formats.ts";
 import { qmatmul, QMATMUL_ALL_VARIANTS, type QMatmulAnyVariant, variantUnavailable } from "../quant/matmul.ts";
 import { destroyPacked, downloadPacked, emptyPacked, type GpuPackedWeight, quantizeRtn } from "../quant/rtn.ts";
@@ -272,8 +272,11 @@ async function benchShapeM(ctx: GpuContext, timer: BenchTimer, plan: KernelBench
   try {
     const jobs: { dtype: BenchDType; group?: number; variant: string; bytes: number; tol: number; ref: Float32Array; f16x: boolean; record: (rep: number, b: CommandBatch) => Promise<unknown> }[] = [];
     for (const d of set.dense) {
-      if (!include(d.dtype, "matmul")) continue;
-      jobs.push({ dtype: d.dtype, variant: "matmul", bytes: d.bytes, tol: TOLERANCE.exact, ref: d.ref, f16x: false, record: (r, b) => matmul(ctx, b, x[r % 3], d.copies[r % d.copies.length], y[r % 2]) });
+      for (const v of DENSE_VARIANTS) {
+        const name = v === "tiled" ? "matmul" : "matmul_sg";
+        if (!include(d.dtype, name) || denseVariantUnavailable(gpu, v, M)) continue;
+        jobs.push({ dtype: d.dtype, variant: name, bytes: d.bytes, tol: TOLERANCE.exact, ref: d.ref, f16x: false, record: (r, b) => matmul(ctx, b, x[r % 3], d.copies[r % d.copies.length], y[r % 2], { variant: v }) });
+      }
     }
     for (const p of set.packed) {
       for (const v of QMATMUL_ALL_VARIANTS) {
@@ -319,7 +322,8 @@ async function benchShapeM(ctx: GpuContext, timer: BenchTimer, plan: KernelBench
   } finally {
     for (const t of [...x, ...x16, ...y, ...y16]) t.destroy();
   }
-  const f16 = rows.find((r) => r.dtype === "f16" && !r.error);
+  // the baseline: the fastest f16 kernel at this shape and M
+  const f16 = rows.filter((r) => r.dtype === "f16" && !r.error && Number.isFinite(r.median_ms)).sort((a, b) => a.median_ms - b.median_ms)[0];
   for (const r of rows) if (f16 && !r.error) r.speedup_vs_f16 = f16.median_ms / r.median_ms;
   if (plan.peer && set.wf) {
     const dense16 = set.dense.find((d) => d.dtype === "f16");

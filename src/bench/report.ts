@@ -37,7 +37,7 @@ export function deviceLabel(d: BenchDevice): string {
 export function markdown(r: BenchReport): string {
   const out: string[] = [];
   out.push(`## wgq bench — ${deviceLabel(r.device)}`, "");
-  out.push(`${r.settings.reps} timed reps after warm-up; median / min ms; ${r.settings.date}. Timer "timestamp": GPU timestamps around the batch (unrounded), wall times are in the JSON. GB/s counts weight bytes as stored; % copy is that over the WGSL copy bandwidth; × f16 is the f16 kernel's median over this row's at the same shape and M; ★ = fastest of its dtype, shape and M.`, "");
+  out.push(`${r.settings.reps} timed reps after warm-up; median / min ms; ${r.settings.date}. Timer "timestamp": GPU timestamps around the batch (unrounded), wall times are in the JSON. GB/s counts weight bytes as stored; % copy is that over the WGSL copy bandwidth; × f16 is the fastest f16 kernel's median over this row's at the same shape and M; ★ = fastest of its dtype, shape and M.`, "");
   if (r.roofline) {
     const f = r.roofline;
     out.push("### Roofline", "");

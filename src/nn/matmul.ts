@@ -12,20 +12,58 @@ const WG_X = 8;
 const WG_Y = 8;
 const TILE = 4;
 
-/** Records y = x · Wᵀ into `batch`. Shapes: x [M, K] f32, w [N, K] f32|f16, y [M, N] f32. */
-export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, w: GpuTensor, y: GpuTensor): Promise<void> {
+/** Dense kernel shapes: `tiled` (matmul.wgsl, any M) and `subgroup` (matmul_sg.wgsl, GEMV, M <= 8). */
+export type DenseVariant = "tiled" | "subgroup";
+export const DENSE_VARIANTS: readonly DenseVariant[] = ["tiled", "subgroup"];
+/** Largest M the subgroup GEMV takes. */
+export const DENSE_GEMV_MAX_M = 8;
+
+/** Why `variant` cannot run M rows here, or null when it can. */
+export function denseVariantUnavailable(gpu: Gpu, variant: DenseVariant, M: number): string | null {
+  if (variant === "tiled") return null;
+  if (M > DENSE_GEMV_MAX_M) return `subgroup is a GEMV for M <= ${DENSE_GEMV_MAX_M} (M = ${M})`;
+  if (!gpu.has("subgroups") || gpu.adapterInfo.subgroupMinSize < 8) return "needs subgroups of at least 8 invocations";
+  return null;
+}
+
+/**
+ * The variant matmul() uses when none is forced: the subgroup GEMV for M <= 8 on GPUs (the shape of
+ * the int4 kernel that was fastest at M <= 8 on an NVIDIA H200: neighbouring lanes read neighbouring
+ * words) and for M = 1 on CPU adapters (lavapipe, f16 4096²: 30 vs 49 ms; at M = 8 the tiled kernel
+ * wins, 90 vs 110-150 ms); the tiled kernel otherwise.
+ */
+export function chooseDense(gpu: Gpu, M: number): DenseVariant {
+  if (denseVariantUnavailable(gpu, "subgroup", M)) return "tiled";
+  return gpu.adapterInfo.kind !== "cpu" || M === 1 ? "subgroup" : "tiled";
+}
+
+/**
+ * Records y = x · Wᵀ into `batch`. Shapes: x [M, K] f32, w [N, K] f32|f16, y [M, N] f32. Returns
+ * the variant used (chooseDense() unless forced).
+ */
+export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, w: GpuTensor, y: GpuTensor, opts: { variant?: DenseVariant } = {}): Promise<DenseVariant> {
   const [M, K] = x.shape;
   const [N, Kw] = w.shape;
   if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `matmul x must be f32 [M, K], got ${x.dtype} [${x.shape}]`);
   if ((w.dtype !== "f32" && w.dtype !== "f16") || w.shape.length !== 2) throw new TensorError(w.label, `matmul W must be f32 or f16 [N, K], got ${w.dtype} [${w.shape}]`);
   if (Kw !== K) throw new TensorError(w.label, `K mismatch: W [${w.shape}] vs x [${x.shape}]`);
   if (y.dtype !== "f32" || y.shape.length !== 2 || y.shape[0] !== M || y.shape[1] !== N) throw new TensorError(y.label, `matmul y must be f32 [${M}, ${N}], got ${y.dtype} [${y.shape}]`);
-  if (M === 0 || N === 0) return;
+  const variant = opts.variant ?? chooseDense(ctx.gpu, M);
+  const why = denseVariantUnavailable(ctx.gpu, variant, M);
+  if (why) throw new UsageError(`matmul variant '${variant}' cannot run here: ${why}`, "use the tiled variant");
+  if (M === 0 || N === 0) return variant;
   const f16 = w.dtype === "f16";
-  const k = await ctx.kernels.get("nn/matmul.wgsl", "main", { WG_X, WG_Y, W_F16: f16 });
   const maxRows = TILE * WG_X * ctx.gpu.limits.maxComputeWorkgroupsPerDimension;
   // f16 windows must start on an even element: whole rows of even K, or an even number of rows.
   const windows = w.rowWindows({ rowBytes: K * (f16 ? 2 : 4), maxRows, rowMultiple: f16 && K % 2 ? 2 : 1 });
+  if (variant === "subgroup") {
+    const k = await ctx.kernels.get("nn/matmul_sg.wgsl", "main", { WG_SIZE: 64, W_F16: f16, TM: M });
+    for (const win of windows) {
+      batch.dispatch(k, { x, w: { tensor: w, byteOffset: win.byteOffset, byteSize: win.byteSize }, y }, { M, N, K, n0: win.firstRow, nw: win.rows }, k.grid1d(Math.ceil(win.rows / 8)));
+    }
+    return variant;
+  }
+  const k = await ctx.kernels.get("nn/matmul.wgsl", "main", { WG_X, WG_Y, W_F16: f16 });
   for (const win of windows) {
     batch.dispatch(
       k,
@@ -34,6 +72,7 @@ export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor,
       k.grid(Math.ceil(win.rows / TILE), Math.ceil(M / TILE)),
     );
   }
+  return variant;
 }
 
 // ---------------------------------------------------------------------------------------------

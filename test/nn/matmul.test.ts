@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
-import { kMajorPreferred, matmul, matmulKn, matmulKnUnavailable, swigluKn } from "../../src/nn/matmul.ts";
+import { chooseDense, DENSE_VARIANTS, denseVariantUnavailable, kMajorPreferred, matmul, matmulKn, matmulKnUnavailable, swigluKn } from "../../src/nn/matmul.ts";
 import { siluRef } from "../../src/ref/llama.ts";
 import { f16ArrayToF32, f32ArrayToF16 } from "../../src/ref/f16.ts";
 import { matmulRef } from "../../src/ref/matmul.ts";
@@ -45,6 +45,47 @@ describe("matmul y = x · Wᵀ", async () => {
     });
   }
 
+  // The subgroup GEMV (matmul_sg.wgsl): M = 1..8, ragged N (not a multiple of its 8 rows per
+  // workgroup), odd K for f16 (rows straddle words), both weight formats.
+  for (const [M, N, K, wd] of [[1, 173, 64, "f32"], [3, 45, 171, "f16"], [8, 37, 300, "f16"], [5, 29, 33, "f32"]] as const) {
+    it(`every dense variant: ${M}x${N}x${K} with ${wd} weights matches the float64 reference`, async () => {
+      const x = randomF32(M * K, 7 * M + N);
+      let w = randomF32(N * K, 11 * K + N);
+      const wBits = wd === "f16" ? f32ArrayToF16(w) : null;
+      if (wBits) w = f16ArrayToF32(wBits);
+      const xt = GpuTensor.fromHost(gpu, x, [M, K], "f32", "x");
+      const wt = GpuTensor.fromHost(gpu, wBits ?? w, [N, K], wd, "w");
+      const ref = matmulRef(x, w, M, N, K);
+      let ran = 0;
+      for (const v of DENSE_VARIANTS) {
+        if (denseVariantUnavailable(gpu, v, M)) continue;
+        const yt = GpuTensor.empty(gpu, [M, N], "f32", "y");
+        const b = new CommandBatch(gpu);
+        expect(await matmul(ctx, b, xt, wt, yt, { variant: v })).toBe(v);
+        b.submit();
+        const err = relError((await yt.toHost()) as Float32Array, ref);
+        console.log(`matmul ${v} ${M}x${N}x${K} ${wd}: relative error ${err.toExponential(2)}`);
+        expect(err).toBeLessThan(1e-5);
+        yt.destroy();
+        ran++;
+      }
+      if (gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8) expect(ran).toBe(2);
+      for (const t of [xt, wt]) t.destroy();
+    });
+  }
+
+  it("the subgroup GEMV is refused past M = 8; GPUs get it for GEMVs, CPU adapters for M = 1", async () => {
+    expect(denseVariantUnavailable(gpu, "subgroup", 9)).toMatch(/M <= 8/);
+    const xt = GpuTensor.fromHost(gpu, randomF32(9 * 16, 1), [9, 16], "f32", "x");
+    const wt = GpuTensor.fromHost(gpu, randomF32(4 * 16, 2), [4, 16], "f32", "w");
+    const yt = GpuTensor.empty(gpu, [9, 4], "f32", "y");
+    await expect(matmul(ctx, new CommandBatch(gpu), xt, wt, yt, { variant: "subgroup" })).rejects.toThrow(/M <= 8/);
+    expect(chooseDense(gpu, 9)).toBe("tiled");
+    if (gpu.adapterInfo.kind === "cpu") expect(chooseDense(gpu, 4)).toBe("tiled");
+    if (!denseVariantUnavailable(gpu, "subgroup", 1)) expect(chooseDense(gpu, 1)).toBe("subgroup");
+    for (const t of [xt, wt, yt]) t.destroy();
+  });
+
   it("binds weights larger than one storage binding in windows", async () => {
     // Just over one binding of f32 weights (128 MiB on lavapipe), sized from the device's limit.
     const lim = gpu.limits.maxStorageBufferBindingSize;
@@ -57,14 +98,16 @@ describe("matmul y = x · Wᵀ", async () => {
     const wt = GpuTensor.fromHost(gpu, w, [N, K], "f32", "w.big");
     expect(wt.rowWindows({ rowBytes: K * 4 }).length).toBeGreaterThan(1);
     const yt = GpuTensor.empty(gpu, [M, N], "f32", "y");
-    const b = new CommandBatch(gpu);
-    await matmul(ctx, b, xt, wt, yt);
-    b.submit();
-    const y = (await yt.toHost()) as Float32Array;
     const ref = matmulRef(x, w, M, N, K);
-    const err = relError(y, ref);
-    console.log(`matmul ${M}x${N}x${K} f32 (${(N * K * 4) / 2 ** 20} MiB of weights): relative error ${err.toExponential(2)}`);
-    expect(err).toBeLessThan(1e-5);
+    for (const v of DENSE_VARIANTS) {
+      if (denseVariantUnavailable(gpu, v, M)) continue;
+      const b = new CommandBatch(gpu);
+      await matmul(ctx, b, xt, wt, yt, { variant: v });
+      b.submit();
+      const err = relError((await yt.toHost()) as Float32Array, ref);
+      console.log(`matmul ${v} ${M}x${N}x${K} f32 (${(N * K * 4) / 2 ** 20} MiB of weights): relative error ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(1e-5);
+    }
     for (const t of [xt, wt, yt]) t.destroy();
   });
 

@@ -139,7 +139,7 @@ async function gemvRatio(ctx: GpuContext, n: number, G: number): Promise<{ n: nu
     return ts.sort((a, b) => a - b)[ts.length >> 1];
   };
   try {
-    const f16_ms = await time((b) => matmul(ctx, b, x, w16, y));
+    const f16_ms = await time(async (b) => { await matmul(ctx, b, x, w16, y); });
     const int4_ms = await time(async (b) => { variant = await qmatmul(ctx, b, x, q, y); });
     return { n, f16_ms, int4_ms, variant };
   } finally {

@@ -192,9 +192,10 @@ export class Gpu {
   /**
    * Awaits a promise of this device (work done, buffer mapped). Dawn's Node bindings poll for its
    * events from the event loop, which then spins a core; on a CPU adapter that core is one the
-   * adapter's own threads need, and every poll also enters the driver (lavapipe ran 1.5-2× slower
-   * beside the spin). There, and in Node only, the loop sleeps between polls, each sleep an eighth
-   * of the time waited so far (0.05 to 8 ms): a wait ends at most ~12 % late, with a few dozen polls.
+   * adapter's own threads need, and every poll also enters the driver (AWQ on lavapipe ran 1.4×
+   * slower beside the spin, a batch of GEMMs up to 2×). There, and in Node only, the loop sleeps
+   * between polls, each sleep an eighth of the time waited so far (0.05 to 8 ms): a wait ends at
+   * most 12 % (and 8 ms) late.
    * WGQ_WAIT=spin|nap overrides the choice.
    */
   wait<T>(p: Promise<T>): Promise<T> {

@@ -81,6 +81,10 @@ export class Gpu {
   #destroyed = false;
   #sizes = new WeakMap<GPUBuffer, number>();
   readonly #napWhileWaiting: boolean;
+  #waiting = 0;
+  #waitStart = 0;
+  #napping = false;
+  #napCell: Int32Array | null = null; // made on first use: SharedArrayBuffer is Node-only here
   /** How wait() waits: "nap" sleeps between Dawn's polls (CPU adapters in Node), "spin" lets Dawn poll. */
   get waitMode(): "nap" | "spin" {
     return this.#napWhileWaiting ? "nap" : "spin";
@@ -200,20 +204,26 @@ export class Gpu {
    */
   wait<T>(p: Promise<T>): Promise<T> {
     if (!this.#napWhileWaiting) return p;
-    let settled = false;
-    const done = p.finally(() => {
-      settled = true;
+    if (this.#waiting++ === 0) this.#waitStart = performance.now();
+    if (!this.#napping) {
+      // one sleeping poll loop serves every wait in flight
+      this.#napping = true;
+      setImmediate(this.#nap);
+    }
+    return p.finally(() => {
+      this.#waiting--;
     });
-    const cell = new Int32Array(new SharedArrayBuffer(4));
-    const t0 = performance.now();
-    const nap = () => {
-      if (settled) return;
-      Atomics.wait(cell, 0, 0, Math.min(NAP_MAX_MS, Math.max(NAP_MIN_MS, (performance.now() - t0) / 8)));
-      setImmediate(nap);
-    };
-    setImmediate(nap);
-    return done;
   }
+
+  readonly #nap = (): void => {
+    if (this.#waiting === 0) {
+      this.#napping = false;
+      return;
+    }
+    this.#napCell ??= new Int32Array(new SharedArrayBuffer(4));
+    Atomics.wait(this.#napCell, 0, 0, Math.min(NAP_MAX_MS, Math.max(NAP_MIN_MS, (performance.now() - this.#waitStart) / 8)));
+    setImmediate(this.#nap);
+  };
 
   /** Waits until all submitted work is done and every pending error scope has resolved; then check(). */
   async sync(): Promise<void> {

@@ -31,6 +31,11 @@ describe("openDevice", () => {
     const ms = performance.now() - t0;
     expect(ms).toBeGreaterThanOrEqual(39);
     expect(ms).toBeLessThan(40 * 1.125 + 30); // a sleep is at most an eighth of the time waited (+ timer slack)
+    // overlapping waits share one poll loop and all settle
+    const t1 = performance.now();
+    const both = await Promise.all([gpu.wait(new Promise((r) => setTimeout(() => r("a"), 40))), gpu.wait(new Promise((r) => setTimeout(() => r("b"), 10)))]);
+    expect(both).toEqual(["a", "b"]);
+    expect(performance.now() - t1).toBeLessThan(40 * 1.125 + 30);
     // GPU work waited for this way completes with the right data
     const x = GpuTensor.fromHost(gpu, new Float32Array([1, 2, 3, 4]), [4], "f32", "x");
     const b = new CommandBatch(gpu);

@@ -9,6 +9,16 @@ import { GpuTensor } from "../gpu/tensor.ts";
 import type { ReduceAxis } from "../ref/reduce.ts";
 
 const WG = 256;
+
+/**
+ * Float64 sum of values[first .. first+count) in index order: the host half of the kernels that
+ * leave per-invocation partial sums (AWQ's losses, AdamW's gradient norm), repeatable bit for bit.
+ */
+export function sumPartials(values: ArrayLike<number>, first = 0, count = values.length - first): number {
+  let s = 0;
+  for (let i = first; i < first + count; i++) s += values[i];
+  return s;
+}
 /** Elements of a row per workgroup (rows mode) — a multiple of WG. */
 const ROW_CHUNK = 4096;
 /** Rows per invocation (cols mode). */

@@ -17,7 +17,7 @@
 //      the group's partial dot products over sampled tokens; weights clamped to the best.
 // Returns the rescaled, clipped f32 weights for quantizeModel() to pack with RTN.
 
-import { reduceStats } from "../common/reduce.ts";
+import { reduceStats, sumPartials } from "../common/reduce.ts";
 import { UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
@@ -352,7 +352,7 @@ async function awqBlock(
         const per = ranges.length / n;
         for (let j = 0; j < n; j++) {
           let sum = 0;
-          for (const [first, count] of ranges.slice(j * per, (j + 1) * per)) for (let q = first; q < first + count; q++) sum += p[q];
+          for (const [first, count] of ranges.slice(j * per, (j + 1) * per)) sum += sumPartials(p, first, count);
           losses.push(sum / (tokens * H));
           progress.tick(`block ${l}: scales ${group} α=${((i0 + j) / grid).toFixed(2)}`);
         }

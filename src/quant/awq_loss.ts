@@ -1,5 +1,5 @@
 // quant/awq_loss.ts — AWQ's search losses on the GPU (shaders/quant/awq_loss.wgsl), reduced to
-// per-invocation partial sums that the host adds in float64.
+// per-invocation partial sums that the host adds in float64 (common/reduce.ts sumPartials).
 //   sqErr:   sum |a - b|^2 of a module's output against its fp output (one pass, vec4 loads)
 //   gramDot: sum_n d_n G d_nᵀ, d = fq - w, G = XᵀX: the squared output error of a linear layer
 //            over every calibration token, without re-running the layer (N·K² work instead of T·N·K)
@@ -48,12 +48,4 @@ export async function gramDot(
   if (partial.numel < N * K) throw new TensorError(partial.label, `gramDot needs ${N * K} partial sums`);
   const k = await ctx.kernels.get(FILE, "gram_dot", { WG_SIZE: WG });
   batch.dispatch(k, { fq, w, gram, partial }, { n4: 0, chunk: 0, N, K, transposed: dims.transposed ? 1 : 0 }, k.grid1d(Math.ceil((N * K) / WG)));
-}
-
-/** Float64 sum of the first n values of a partial-sum buffer (waits for the GPU). */
-export async function sumPartials(partial: GpuTensor, n = partial.numel): Promise<number> {
-  const p = (await partial.toHost()) as Float32Array;
-  let s = 0;
-  for (let i = 0; i < n; i++) s += p[i];
-  return s;
 }

@@ -13,6 +13,7 @@ import { TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
+import { sumPartials } from "../common/reduce.ts";
 
 const FILE = "train/adamw.wgsl";
 const WG = 256;
@@ -98,13 +99,6 @@ export async function gradSumSquares(ctx: GpuContext, batch: CommandBatch, grad:
     part0 += counts[i];
   });
   return partials;
-}
-
-/** Float64 sum of partial sums, in index order. */
-export function sumPartials(partials: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < partials.length; i++) s += partials[i];
-  return s;
 }
 
 /** Global L2 norm sqrt(Σ over all tensors of Σ g²); submits its own batch and waits for the result. */

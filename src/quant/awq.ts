@@ -27,7 +27,7 @@ import { addBias, addInPlace, scale, siluMul, transpose } from "../nn/elementwis
 import { embedding } from "../nn/embedding.ts";
 import { kMajorPreferred, matmul, matmulKn, swigluKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
-import { rope, type RopeTable, ropeTable } from "../nn/rope.ts";
+import { rope } from "../nn/rope.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { ropeInvFreq } from "../model/rope.ts";
 import { gramDot, sqErr, sqErrParts } from "./awq_loss.ts";
@@ -94,11 +94,9 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
   const invFreq = GpuTensor.fromHost(gpu, ropeInvFreq(c), [c.headDim / 2], "f32", "awq.inv_freq");
   // Block inputs, chunk by chunk: the embeddings of the calibration tokens.
   let X: GpuTensor[] = [];
-  let ropeTab: RopeTable;
   {
     const E = GpuTensor.fromHost(gpu, await read("model.embed_tokens.weight"), [c.vocabSize, H], "f32", "awq.embed");
     const b = new CommandBatch(gpu, "awq.embed");
-    ropeTab = await ropeTable(ctx, b, invFreq, L); // every block applies RoPE 2 × (grid + 1) times over positions 0 .. L-1
     for (const ch of chunks) {
       const ids = GpuTensor.fromHost(gpu, opts.tokens.subarray(ch.first * L, (ch.first + ch.n) * L), [ch.n * L], "u32", "awq.ids");
       const x = GpuTensor.empty(gpu, [ch.n * L, H], "f32", "awq.x");
@@ -112,7 +110,7 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
   try {
     for (let l = 0; l < c.numLayers; l++) {
       const t0 = performance.now();
-      const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, ropeTab, opts, progress);
+      const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, opts, progress);
       for (const x of X) x.destroy();
       X = next;
       for (const [k, v] of tensors) weights.set(k, v);
@@ -122,7 +120,6 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
   } finally {
     for (const x of X) x.destroy();
     invFreq.destroy();
-    ropeTab.tensor.destroy();
   }
   return { weights, blocks };
 }
@@ -144,7 +141,7 @@ interface Lin {
 
 async function awqBlock(
   ctx: GpuContext, c: LlamaConfig, read: Read, l: number, X: GpuTensor[], chunks: { first: number; n: number }[],
-  invFreq: GpuTensor, ropeTab: RopeTable, opts: AwqOptions, progress: { tick(detail: string): void },
+  invFreq: GpuTensor, opts: AwqOptions, progress: { tick(detail: string): void },
 ): Promise<{ report: AwqBlockReport; next: GpuTensor[]; tensors: Map<string, Float32Array> }> {
   const { gpu } = ctx;
   const L = opts.seqLen;
@@ -228,8 +225,8 @@ async function awqBlock(
       await lmul(b, a.xn1, q, wq, Q);
       await lmul(b, a.xn1, k, wk, K);
       await lmul(b, a.xn1, v, wv, V);
-      await rope(ctx, b, Q, invFreq, M, c.numHeads, 0, L, ropeTab);
-      await rope(ctx, b, K, invFreq, M, c.numKvHeads, 0, L, ropeTab);
+      await rope(ctx, b, Q, invFreq, M, c.numHeads, 0, L);
+      await rope(ctx, b, K, invFreq, M, c.numKvHeads, 0, L);
       await attention(ctx, b, Q, K, V, A, { T: M, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0: 0, seq: L });
       await lmul(b, A, o, wo, out);
     };

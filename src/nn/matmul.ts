@@ -80,7 +80,7 @@ export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor,
 // Callers that re-run the same weights many times (AWQ's searches) keep a transposed copy and
 // call matmulKn when kMajorPreferred() says so.
 
-// Rows per workgroup: the plain GEMM is fastest with 16 on lavapipe, the two-weight swiglu entry with
+// Rows per workgroup: the plain GEMM is fastest with 16 on lavapipe, the two-weight SWIGLU variant with
 // 12 (past which its register tile spills).
 const KN_TM = 16;
 const KN_TM_SWIGLU = 12;
@@ -111,12 +111,12 @@ export async function matmulKn(ctx: GpuContext, batch: CommandBatch, x: GpuTenso
   if (why) throw new UsageError(`matmulKn cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() with W [N, K]");
   if (M === 0 || N === 0) return;
   const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "main", { TM: KN_TM });
-  batch.dispatch(k, { x, wt, y }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM), 1]);
+  batch.dispatch(k, { x, wt, wu: wt, y }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM), 1]);
 }
 
 /**
  * Records h = silu(x · Wgt) * (x · Wut) (the Llama MLP's gate and up projections and SwiGLU in one
- * pass; matmul_kn.wgsl swiglu). Shapes: x [M, K], wgt and wut [K, N] (transposed), h [M, N].
+ * pass; matmul_kn.wgsl with SWIGLU). Shapes: x [M, K], wgt and wut [K, N] (transposed), h [M, N].
  */
 export async function swigluKn(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, wgt: GpuTensor, wut: GpuTensor, h: GpuTensor): Promise<void> {
   const [M, K] = x.shape;
@@ -129,6 +129,6 @@ export async function swigluKn(ctx: GpuContext, batch: CommandBatch, x: GpuTenso
   const why = matmulKnUnavailable(ctx.gpu, M, N, K);
   if (why) throw new UsageError(`swigluKn cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() and siluMul()");
   if (M === 0 || N === 0) return;
-  const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "swiglu", { TM: KN_TM_SWIGLU });
+  const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "main", { TM: KN_TM_SWIGLU, SWIGLU: true });
   batch.dispatch(k, { x, wt: wgt, wu: wut, y: h }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM_SWIGLU), 1]);
 }

@@ -136,6 +136,6 @@ export class UnsupportedModelError extends InputError {
 /** An output path is unusable: it would overwrite an input, or its folder is missing/unwritable. */
 export class OutputError extends WgqError {
   constructor(readonly file: string, detail: string, hint?: string) {
-    super(`${file}: ${detail}`, { hint, exitCode: 1 });
+    super(`${file}: ${detail}`, { hint, exitCode: 2 });
   }
 }

@@ -2,6 +2,8 @@
 
 import { InvalidArgumentError } from "commander";
 import cliProgress from "cli-progress";
+import { UsageError } from "../errors.ts";
+import type { LlamaConfig } from "../model/config.ts";
 
 export function intOption(name: string, min: number) {
   return (v: string): number => {
@@ -56,4 +58,18 @@ export function progressLine(label: string | null): ((done: number, total: numbe
     const eta = done ? (el / done) * (total - done) : 0;
     process.stderr.write(`${label} ${done}/${total} (${((100 * done) / total).toFixed(0)} %, ${el.toFixed(1)} s, ETA ${eta.toFixed(1)} s)${detail ? ` ${detail}` : ""}\n`);
   };
+}
+
+/**
+ * Refuses token counts beyond the model's max_position_embeddings (RoPE positions it never saw)
+ * unless `allow` (--allow-long-context). `lengths`: [option name, tokens] pairs.
+ */
+export function checkContextLength(config: LlamaConfig, source: string, lengths: readonly [string, number][], allow: boolean | undefined): void {
+  if (allow) return;
+  for (const [option, n] of lengths) {
+    if (n > config.maxPositionEmbeddings) {
+      throw new UsageError(`${option} ${n} is longer than the model's context (max_position_embeddings ${config.maxPositionEmbeddings} in ${source})`,
+        `use ${option} ${config.maxPositionEmbeddings} or less, or pass --allow-long-context to run past the positions the model was trained on`);
+    }
+  }
 }

@@ -127,7 +127,7 @@ export const seededRandom = rng;
  */
 export function packCalibration(
   docs: readonly (readonly number[])[],
-  opts: { n: number; L: number; seed: number; skipLonger?: boolean; source?: string },
+  opts: { n: number; L: number; seed: number; skipLonger?: boolean; source?: string; options?: CalibOptionNames },
 ): TokenBlocks {
   const { n, L, seed } = opts;
   if (!Number.isSafeInteger(n) || n <= 0 || !Number.isSafeInteger(L) || L <= 0) {
@@ -155,11 +155,36 @@ export function packCalibration(
     if (have === need) break;
   }
   if (have < need) {
+    const o = opts.options ?? { samples: "--samples", seqLen: "--seq-len" };
+    const fit = Math.floor(have / L);
     throw new InputError(opts.source ?? "calibration data", "calibration",
-      `${have} usable tokens, but ${n} blocks x ${L} tokens need ${need}`,
-      "give more text, or lower --calib-samples / --calib-seqlen" + ((opts.skipLonger ?? true) ? ` (documents longer than ${L} tokens are skipped)` : ""));
+      `the text has ${have} usable tokens, but ${n} blocks × ${L} tokens (${o.samples} × ${o.seqLen}) need ${need}`,
+      `give more text, or lower ${o.samples}${fit > 0 ? ` (at most ${fit} blocks of ${L} fit this text)` : ""} or ${o.seqLen}` +
+        ((opts.skipLonger ?? true) ? ` (documents longer than ${L} tokens are skipped)` : ""));
   }
   return { tokens, n, L, docsUsed: used, tokensDropped: overflow };
+}
+
+/** Option names of a command's calibration counts, for messages. */
+export interface CalibOptionNames {
+  readonly samples: string;
+  readonly seqLen: string;
+}
+
+/**
+ * packCalibration that first skips documents longer than L (AutoAWQ's rule) and, when that leaves
+ * too little text, packs every document instead; the error of the second attempt is the one shown.
+ */
+export function packCalibrationFallback(
+  docs: readonly (readonly number[])[],
+  opts: { n: number; L: number; seed: number; source?: string; options?: CalibOptionNames },
+): TokenBlocks {
+  try {
+    return packCalibration(docs, opts);
+  } catch (e) {
+    if (!(e instanceof InputError)) throw e;
+    return packCalibration(docs, { ...opts, skipLonger: false });
+  }
 }
 
 /**

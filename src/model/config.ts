@@ -61,6 +61,22 @@ export interface LlamaConfig {
   readonly torchDtype: string | null;
 }
 
+/**
+ * Upper bounds of config sizes, checked before anything is allocated: generous for every Llama-family
+ * model published (Llama 3 405B: hidden 16384, 126 layers, vocab 128256), fatal for damaged files.
+ */
+export const CONFIG_LIMITS: Readonly<Record<string, number>> = {
+  hidden_size: 1 << 16,
+  intermediate_size: 1 << 18,
+  num_hidden_layers: 1024,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 1024,
+  vocab_size: 1 << 22,
+  max_position_embeddings: 1 << 24,
+  sliding_window: 1 << 24,
+};
+
 /** Defaults that differ by family, as in transformers' config classes. */
 const DEFAULTS: Record<ModelType, { maxPos: number; eps: number; theta: number; tie: boolean }> = {
   llama: { maxPos: 2048, eps: 1e-6, theta: 10000, tie: false },
@@ -92,6 +108,10 @@ export function parseConfig(json: Record<string, unknown>, file: string): LlamaC
     const v = json[key] ?? dflt;
     if (v === undefined || v === null) throw new InputError(file, key, "required field is missing", "config.json must come from the same model as the weights");
     if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) throw new InputError(file, key, `must be a positive integer, got ${JSON.stringify(v)}`);
+    const max = CONFIG_LIMITS[key];
+    if (max !== undefined && v > max) {
+      throw new InputError(file, key, `${v} is beyond any model this tool runs (at most ${max})`, "config.json is damaged or belongs to another kind of model");
+    }
     return v;
   };
   const num = (key: string, dflt: number): number => {
@@ -154,7 +174,7 @@ function parseSlidingWindow(json: Record<string, unknown>, mt: ModelType, file: 
   if (mt === "qwen2" && json.use_sliding_window !== true) return null;
   const v = json.sliding_window;
   if (v === undefined || v === null) return null;
-  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0) throw new InputError(file, "sliding_window", `must be a positive integer or null, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isSafeInteger(v) || v <= 0 || v > CONFIG_LIMITS.sliding_window) throw new InputError(file, "sliding_window", `must be a positive integer (at most ${CONFIG_LIMITS.sliding_window}) or null, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -324,4 +344,44 @@ export function checkTensors(c: LlamaConfig, present: readonly { name: string; s
   }
   const known = new Set(expectedTensors(c).map((e) => e.name));
   return present.map((t) => t.name).filter((n) => !known.has(n) && !IGNORED_TENSOR_RE.test(n));
+}
+
+/** Tensor dtypes a floating-point checkpoint may hold for the model's tensors. */
+export const FLOAT_DTYPES = ["F32", "F16", "BF16"] as const;
+
+/**
+ * Checks a checkpoint against its config before any work: the layer count first (so a damaged
+ * num_hidden_layers is refused without building a list of its size), then every expected tensor's
+ * presence, shape and (with `floatOnly`) floating-point dtype. Returns the names that are not part
+ * of the model, for a warning. Errors are InputErrors naming the config field or the tensor.
+ */
+export function validateCheckpoint(
+  c: LlamaConfig,
+  present: readonly { name: string; shape: readonly number[]; dtype?: string }[],
+  files: { config: string; weights: string },
+  opts: { floatOnly?: boolean; quantized?: boolean } = {},
+): string[] {
+  let maxLayer = -1;
+  for (const t of present) {
+    const m = /^model\.layers\.(\d+)\./.exec(t.name);
+    if (m) maxLayer = Math.max(maxLayer, Number(m[1]));
+  }
+  if (maxLayer + 1 !== c.numLayers) {
+    throw new InputError(files.config, "num_hidden_layers",
+      `${c.numLayers} layers, but ${files.weights} holds ${maxLayer < 0 ? "no layer tensors" : `layers 0..${maxLayer}`}`,
+      "config.json and the weights must come from the same model");
+  }
+  if (opts.quantized) return []; // packed linears: their tensors are checked when read (quant/model_format.ts)
+  const extra = checkTensors(c, present, files.weights);
+  if (opts.floatOnly) {
+    const byName = new Map(present.map((t) => [t.name, t.dtype]));
+    for (const e of expectedTensors(c)) {
+      const dt = byName.get(e.name);
+      if (dt !== undefined && !(FLOAT_DTYPES as readonly string[]).includes(dt)) {
+        throw new InputError(files.weights, e.name, `dtype ${dt}, but a floating-point checkpoint (${FLOAT_DTYPES.join(", ")}) is needed`,
+          "quantize the original fp16/bf16/fp32 checkpoint");
+      }
+    }
+  }
+  return extra;
 }

@@ -21,7 +21,7 @@ import { embedding } from "../nn/embedding.ts";
 import { matmul } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
-import { loadConfig, type LlamaConfig } from "./config.ts";
+import { loadConfig, validateCheckpoint, type LlamaConfig } from "./config.ts";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.ts";
@@ -107,6 +107,12 @@ export class LlamaModel {
     const cfgFile = path.join(dir, "config.json");
     const qc = readQuantizationConfig(JSON.parse(await fsp.readFile(cfgFile, "utf8")), cfgFile);
     const ckpt = await SafetensorsCheckpoint.open(dir);
+    try {
+      validateCheckpoint(config, ckpt.infos(), { config: cfgFile, weights: ckpt.source }, { floatOnly: !qc, quantized: !!qc });
+    } catch (e) {
+      await ckpt.close();
+      throw e;
+    }
     const source: WeightSource = {
       has: (n) => ckpt.has(n),
       readF32: async (n) => {

@@ -1,4 +1,4 @@
-// quant/model_format.ts — webgpu-quant's saved model format, and an atomic folder writer.
+// quant/model_format.ts — webgpu-quant's saved model format (written through io/output.ts).
 //
 // A quantized model is a Hugging Face-style folder:
 //   config.json              the source config plus a `quantization_config` block (below)
@@ -16,10 +16,10 @@
 // quantization_config: { quant_method: "webgpu-quant", method: "rtn" | "awq", bits, group_size,
 //   sym, layout: "wgq-packed-v1", modules: [linear names], lm_head_quantized: false }
 
-import { promises as fsp, rmSync } from "node:fs";
+import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { randomBytes } from "node:crypto";
-import { InputError, OutputError } from "../errors.ts";
+import { InputError } from "../errors.ts";
+import { TextTokenizer } from "../io/tokenizer.ts";
 import type { HostTensor } from "../io/safetensors.ts";
 import type { SafetensorsCheckpoint } from "../io/safetensors.ts";
 import { groupsPerRow, quantSpec, wordsPerRow, zeroWordsPerRow, type HostPackedWeight, type QuantSpec } from "./formats.ts";
@@ -37,7 +37,35 @@ export interface QuantizationConfig {
   lm_head_quantized: boolean;
 }
 
-const COPIED = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "tokenizer.model"];
+/** Files of the source folder copied into an output (those present). */
+export const COPIED_FILES = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "tokenizer.model"];
+
+/**
+ * Parses the files an output copies from a model folder, so a damaged tokenizer or JSON file is
+ * refused before any work instead of being copied: JSON files must parse as objects, tokenizer.json
+ * must load as a tokenizer, tokenizer.model must not be empty.
+ */
+export async function checkModelFiles(srcDir: string, names: readonly string[]): Promise<void> {
+  for (const n of names) {
+    const file = path.join(srcDir, n);
+    const st = await fsp.stat(file).catch(() => null);
+    if (!st) continue;
+    if (!st.isFile()) throw new InputError(file, undefined, "is not a regular file");
+    if (n === "tokenizer.json") {
+      await TextTokenizer.fromHF(srcDir);
+    } else if (n.endsWith(".json")) {
+      let v: unknown;
+      try {
+        v = JSON.parse(await fsp.readFile(file, "utf8"));
+      } catch (e) {
+        throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`, "download the file again");
+      }
+      if (typeof v !== "object" || v === null || Array.isArray(v)) throw new InputError(file, undefined, "is not a JSON object");
+    } else if (st.size === 0) {
+      throw new InputError(file, undefined, "is empty", "download the file again");
+    }
+  }
+}
 
 /** Reads `quantization_config` of a config.json object, or null for an unquantized model. */
 export function readQuantizationConfig(json: Record<string, unknown>, file: string): QuantizationConfig | null {
@@ -85,85 +113,4 @@ export async function readPacked(ck: SafetensorsCheckpoint, name: string, qc: Qu
     zeros = new Uint32Array(z.buffer, z.byteOffset, z.byteLength / 4).slice();
   }
   return { ...spec, qweight: new Uint32Array(qw.buffer, qw.byteOffset, qw.byteLength / 4).slice(), scales, zeros };
-}
-
-/** Folders being written now: removed if the process is interrupted (Ctrl-C, SIGTERM). */
-const live = new Set<AtomicDir>();
-let handlersInstalled = false;
-
-function installInterruptCleanup(): void {
-  if (handlersInstalled) return;
-  handlersInstalled = true;
-  for (const sig of ["SIGINT", "SIGTERM"] as const) {
-    process.on(sig, () => {
-      for (const d of live) {
-        rmSync(d.tmp, { recursive: true, force: true });
-        process.stderr.write(`\ninterrupted: ${d.dest} was not written (no partial output left behind)\n`);
-      }
-      process.exit(sig === "SIGINT" ? 130 : 143);
-    });
-  }
-}
-
-/**
- * An output folder written atomically: files go to a hidden sibling folder, which is renamed onto
- * `dest` by commit(). abort() (or a crash) leaves no partial `dest`. An existing `dest` is an
- * error unless `overwrite`, and `dest` may never be one of `inputs`.
- */
-export class AtomicDir {
-  private constructor(readonly dest: string, readonly tmp: string, readonly overwrite: boolean) {}
-
-  static async create(dest: string, opts: { overwrite?: boolean; inputs?: readonly string[] } = {}): Promise<AtomicDir> {
-    const abs = path.resolve(dest);
-    for (const i of opts.inputs ?? []) {
-      if (path.resolve(i) === abs) throw new OutputError(dest, "is the input model", "choose another --out folder");
-    }
-    const exists = await fsp.stat(abs).then(() => true, () => false);
-    if (exists && !opts.overwrite) throw new OutputError(dest, "already exists", "choose another --out folder, or pass --force to replace it");
-    const parent = path.dirname(abs);
-    await fsp.mkdir(parent, { recursive: true }).catch((e) => {
-      throw new OutputError(dest, `cannot create ${parent} (${(e as NodeJS.ErrnoException).code})`);
-    });
-    const tmp = path.join(parent, `.${path.basename(abs)}.partial-${process.pid}-${randomBytes(4).toString("hex")}`);
-    await fsp.mkdir(tmp);
-    const d = new AtomicDir(abs, tmp, !!opts.overwrite);
-    installInterruptCleanup();
-    live.add(d);
-    return d;
-  }
-
-  /** Path of `name` inside the temporary folder. */
-  file(name: string): string {
-    return path.join(this.tmp, name);
-  }
-
-  async writeJson(name: string, v: unknown): Promise<void> {
-    await fsp.writeFile(this.file(name), JSON.stringify(v, null, 2) + "\n");
-  }
-
-  /** Copies the tokenizer and generation files of a source model folder (those present). */
-  async copyModelFiles(srcDir: string): Promise<void> {
-    for (const f of COPIED) {
-      await fsp.copyFile(path.join(srcDir, f), this.file(f)).catch((e) => {
-        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-      });
-    }
-  }
-
-  async commit(): Promise<void> {
-    live.delete(this);
-    if (this.overwrite) {
-      const old = `${this.tmp}.old`;
-      const had = await fsp.rename(this.dest, old).then(() => true, () => false);
-      await fsp.rename(this.tmp, this.dest);
-      if (had) await fsp.rm(old, { recursive: true, force: true });
-    } else {
-      await fsp.rename(this.tmp, this.dest);
-    }
-  }
-
-  async abort(): Promise<void> {
-    live.delete(this);
-    await fsp.rm(this.tmp, { recursive: true, force: true });
-  }
 }

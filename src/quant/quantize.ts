@@ -6,14 +6,15 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { convertF32ToBf16, convertF32ToF16 } from "../common/convert.ts";
-import { TensorError, UsageError } from "../errors.ts";
+import { InputError, TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { SafetensorsCheckpoint, writeSafetensors, type HostTensor } from "../io/safetensors.ts";
-import { expectedTensors, loadConfig, type LlamaConfig } from "../model/config.ts";
+import { expectedTensors, loadConfig, validateCheckpoint, type LlamaConfig } from "../model/config.ts";
+import { AtomicOutput } from "../io/output.ts";
 import { specName, quantSpec, packedBytes, type HostPackedWeight, type QuantBits } from "./formats.ts";
-import { AtomicDir, LAYOUT, packedTensors, type QuantizationConfig } from "./model_format.ts";
+import { checkModelFiles, COPIED_FILES, LAYOUT, packedTensors, type QuantizationConfig } from "./model_format.ts";
 import { destroyPacked, downloadPacked, quantizeRtn } from "./rtn.ts";
 import { reportHtml } from "./report.ts";
 
@@ -35,8 +36,14 @@ export interface QuantizeOptions {
   half?: "f16" | "bf16";
   groupSize?: number;
   sym?: boolean;
-  /** Replace an existing output folder. */
+  /** Replace an existing output folder (only one wgq wrote). */
   force?: boolean;
+  /** Continue from the progress an interrupted run into the same output saved. */
+  resume?: boolean;
+  /** Other files this run reads (calibration, evaluation text): the output may never touch them. */
+  inputs?: readonly string[];
+  /** Where notices go (unexpected tensors, stale partial outputs); default stderr. */
+  log?: (line: string) => void;
   /** Progress per tensor: (done, total, name). */
   onTensor?: (done: number, total: number, name: string) => void;
   /** Extra report fields (e.g. AWQ's per-block choices). */
@@ -74,20 +81,34 @@ export async function quantizeModel(
   srcDir: string,
   outDir: string,
   opts: QuantizeOptions,
-  transform?: (config: LlamaConfig, read: (name: string) => Promise<Float32Array>) => Promise<Map<string, Float32Array>>,
+  transform?: (config: LlamaConfig, read: (name: string) => Promise<Float32Array>, out: AtomicOutput) => Promise<Map<string, Float32Array>>,
 ): Promise<QuantizeReport> {
   const t0 = performance.now();
-  const config = await loadConfig(srcDir);
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   if (opts.bits === 16 && opts.method !== "rtn") throw new UsageError("--bits 16 is a plain cast; use --method rtn");
+  const config = await loadConfig(srcDir);
   const ck = await SafetensorsCheckpoint.open(srcDir);
-  const out = await AtomicDir.create(outDir, { overwrite: opts.force, inputs: [srcDir] });
+  let out: AtomicOutput;
+  try {
+    const srcJson = JSON.parse(await fsp.readFile(path.join(srcDir, "config.json"), "utf8")) as Record<string, unknown>;
+    if (srcJson.quantization_config !== undefined) {
+      throw new InputError(path.join(srcDir, "config.json"), "quantization_config", "the model is already quantized", "quantize the original fp16/bf16/fp32 checkpoint");
+    }
+    const extra = validateCheckpoint(config, ck.infos(), { config: path.join(srcDir, "config.json"), weights: ck.source }, { floatOnly: true });
+    if (extra.length) log(`warning: ${ck.source} holds ${extra.length} tensor(s) that are not part of the model and are not written: ${extra.slice(0, 5).join(", ")}${extra.length > 5 ? ", …" : ""}`);
+    await checkModelFiles(srcDir, COPIED_FILES);
+    out = await AtomicOutput.create(outDir, "dir", { command: opts.method === "qat" ? "qat" : "quantize", force: opts.force, resume: opts.resume, inputs: [srcDir, ...(opts.inputs ?? [])], log });
+  } catch (e) {
+    await ck.close();
+    throw e;
+  }
   const seconds: Record<string, number> = {};
   try {
     const read = async (n: string) => (await ck.read(n, "f32")).data as Float32Array;
     let replaced = new Map<string, Float32Array>();
     if (transform) {
       const ts = performance.now();
-      replaced = await transform(config, read);
+      replaced = await transform(config, read, out);
       seconds[opts.method] = (performance.now() - ts) / 1000;
     }
     const names = expectedTensors(config).filter((t) => ck.has(t.name)).map((t) => t.name);
@@ -148,7 +169,7 @@ export async function quantizeModel(
       srcConfig.torch_dtype = opts.half === "bf16" ? "bfloat16" : "float16";
     }
     await out.writeJson("config.json", srcConfig);
-    await out.copyModelFiles(srcDir);
+    await out.copyFiles(srcDir, COPIED_FILES);
     await writeSafetensors(out.file("model.safetensors"), tensors, {
       metadata: { format: "pt", producer: "webgpu-quant", method: opts.method, spec: opts.bits === 16 ? "f16" : specName(quantSpec(opts.bits, 1, 1024, opts.groupSize, opts.sym ?? false)) },
     });
@@ -166,7 +187,12 @@ export async function quantizeModel(
     await out.commit();
     return report;
   } catch (e) {
-    await out.abort();
+    if (out.hasProgress()) {
+      out.keep();
+      log(`the progress of this run is kept in ${out.tmp}: rerun the same command with --resume to continue`);
+    } else {
+      await out.abort();
+    }
     throw e;
   } finally {
     await ck.close();

@@ -66,7 +66,7 @@ describe("wgq command line", () => {
     expect(existsSync(join(out, "report.html"))).toBe(true);
     expect(JSON.parse(readFileSync(join(out, "config.json"), "utf8")).quantization_config.bits).toBe(8);
     const again = run("quantize", "--model", STORIES, "--bits", "8", "--out", out);
-    expect(again.status).toBe(1);
+    expect(again.status).toBe(2); // an unusable output is an input error (README exit codes)
     expect(again.stderr).toMatch(/already exists/);
     expect(readdirSync(tmp).filter((f) => f.includes("partial"))).toEqual([]);
 

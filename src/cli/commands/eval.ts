@@ -7,9 +7,9 @@ import { readDocuments } from "../../io/data.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { evaluate, tokenStream, windows } from "../../model/eval.ts";
 import { LlamaModel } from "../../model/llama.ts";
-import { intOption, progressLine } from "../util.ts";
+import { checkContextLength, intOption, progressLine } from "../util.ts";
 import { UsageError } from "../../errors.ts";
-import { parseConfig, type LlamaConfig } from "../../model/config.ts";
+import { loadConfig, parseConfig, type LlamaConfig } from "../../model/config.ts";
 import { syntheticConfigJson, syntheticSource } from "../../model/synthetic.ts";
 import { rng } from "../../ref/random.ts";
 
@@ -24,10 +24,11 @@ export function evalCommand(): Command {
     .addOption(new Option("--weights <dtype>", "weight storage on the GPU").choices(["f32", "f16"]).default("f32"))
     .option("--batch <n>", "windows per forward pass (packed sequences)", intOption("--batch", 1), 8)
     .option("--streaming", "upload one block at a time (bounded GPU memory)")
+    .option("--allow-long-context", "allow --ctx beyond the model's max_position_embeddings")
     .option("--json", "print exactly one JSON object on stdout")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq eval --model ../shared/models/stories260K --data ../shared/data/tinystories-valid-sample.txt\n  wgq eval --model out/int4 --ref models/fp --data valid.txt --ctx 512 --json")
-    .action(async (o: { model: string; data?: string; ctx: number; maxWindows?: number; ref?: string; weights: "f32" | "f16"; batch: number; streaming?: boolean; json?: boolean; quiet?: boolean }) => {
+    .action(async (o: { model: string; data?: string; ctx: number; maxWindows?: number; ref?: string; weights: "f32" | "f16"; batch: number; streaming?: boolean; json?: boolean; quiet?: boolean; allowLongContext?: boolean }) => {
       const synthetic = o.model.startsWith("synthetic:") ? o.model.slice("synthetic:".length) : null;
       let stream: number[];
       let docs: string[] = [];
@@ -39,6 +40,7 @@ export function evalCommand(): Command {
         stream = Array.from({ length: o.ctx * (o.maxWindows ?? 4) }, () => Math.floor(r() * config!.vocabSize));
       } else {
         if (!o.data) throw new UsageError("--data is required for a real model");
+        checkContextLength(await loadConfig(o.model), o.model, [["--ctx", o.ctx]], o.allowLongContext);
         const tok = await TextTokenizer.fromHF(o.model);
         docs = (await readDocuments(o.data)).map((d) => d.text);
         stream = tokenStream(tok, docs);

@@ -5,7 +5,8 @@ import { createContext } from "../../gpu/context.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { generate } from "../../model/generate.ts";
 import { LlamaModel } from "../../model/llama.ts";
-import { floatOption, intOption } from "../util.ts";
+import { checkContextLength, floatOption, intOption } from "../util.ts";
+import { loadConfig } from "../../model/config.ts";
 
 export function generateCommand(): Command {
   return new Command("generate")
@@ -18,11 +19,14 @@ export function generateCommand(): Command {
     .option("--top-p <p>", "nucleus sampling mass", floatOption("--top-p", 0), 1)
     .option("--seed <n>", "sampling seed", intOption("--seed", 0), 0)
     .addOption(new Option("--weights <dtype>", "weight storage on the GPU").choices(["f32", "f16"]).default("f32"))
+    .option("--allow-long-context", "allow prompt + --max-tokens beyond the model's max_position_embeddings")
     .option("--json", "print one JSON object instead of streaming text")
     .addHelpText("after", '\nExamples:\n  wgq generate --model ../shared/models/stories260K --prompt "Once upon a time" --temperature 0')
-    .action(async (o: { model: string; prompt: string; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; weights: "f32" | "f16"; json?: boolean }) => {
+    .action(async (o: { model: string; prompt: string; maxTokens: number; temperature: number; topK: number; topP: number; seed: number; weights: "f32" | "f16"; json?: boolean; allowLongContext?: boolean }) => {
+      const config = await loadConfig(o.model);
       const tok = await TextTokenizer.fromHF(o.model);
       const prompt = tok.encode(o.prompt, { bos: true });
+      checkContextLength(config, o.model, [["--max-tokens", o.maxTokens], ["the prompt's tokens + --max-tokens", prompt.length + o.maxTokens]], o.allowLongContext);
       const ctx = await createContext();
       const model = await LlamaModel.load(ctx, o.model, { maxTokens: prompt.length, maxSeq: prompt.length + o.maxTokens, weightDtype: o.weights });
       const stopIds = [...model.config.eosTokenIds, ...(tok.eosId !== null ? [tok.eosId] : [])];

@@ -4,7 +4,8 @@
 import { Command, Option } from "commander";
 import { UsageError } from "../../errors.ts";
 import { createContext } from "../../gpu/context.ts";
-import { packCalibration, readDocuments, tokenizeDocuments } from "../../io/data.ts";
+import { packCalibrationFallback, readDocuments, tokenizeDocuments } from "../../io/data.ts";
+import { guardOutput, type AtomicOutput } from "../../io/output.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { loadConfig, type LlamaConfig } from "../../model/config.ts";
 import { LlamaModel } from "../../model/llama.ts";
@@ -13,14 +14,14 @@ import type { HostPackedWeight, QuantBits } from "../../quant/formats.ts";
 import { quantizeModel, updateReport } from "../../quant/quantize.ts";
 import { packTrained } from "../../train/export.ts";
 import { qatBlockwise, qatEndToEnd, type QatOptions, type QatResult } from "../../train/qat.ts";
-import { floatOption, intOption, progressLine } from "../util.ts";
+import { checkContextLength, floatOption, intOption, progressLine } from "../util.ts";
 
 interface QatCliOptions {
   model: string; out: string; init: "rtn" | "awq"; bits: string; groupSize: number; sym?: boolean;
   mode: "e2e" | "block"; train: string; holdout: number; steps: number; lr: number; lrWeights: number;
   trainable: "scales" | "all"; batch: number; seqLen: number; warmup: number; schedule: "cosine" | "linear" | "constant";
   clipNorm: number; weightDecay: number; seed: number; evalEvery: number; patience: number;
-  samples: number; calibSeqLen: number; loss: "ce" | "kd"; learnZero?: boolean; layers?: string; force?: boolean; quiet?: boolean; json?: boolean;
+  samples: number; calibSeqLen: number; loss: "ce" | "kd"; learnZero?: boolean; layers?: string; force?: boolean; resume?: boolean; allowLongContext?: boolean; quiet?: boolean; json?: boolean;
 }
 
 export function qatCommand(): Command {
@@ -53,7 +54,9 @@ export function qatCommand(): Command {
     .option("--calib-seq-len <n>", "tokens per calibration sequence", intOption("--calib-seq-len", 2), 256)
     .option("--layers <list>", "block mode: train only these blocks (e.g. 0 or 0,3); the others keep their initial step sizes")
     .option("--seed <n>", "seed of batch and calibration draws", intOption("--seed", 0), 42)
-    .option("--force", "replace an existing output folder")
+    .option("--force", "replace an existing output folder that wgq wrote (never anything else)")
+    .option("--resume", "continue an interrupted run into the same --out from its last saved checkpoint")
+    .option("--allow-long-context", "allow --seq-len / --calib-seq-len beyond the model's max_position_embeddings")
     .option("--json", "print the report as one JSON object")
     .option("--quiet", "no progress output")
     .addHelpText("after", [
@@ -68,8 +71,10 @@ export function qatCommand(): Command {
       const groupSize = bits === 8 ? 1 << 30 : o.groupSize;
       const sym = bits === 8 ? true : !!o.sym;
       const quiet = o.quiet || o.json;
-      const ctx = await createContext();
       const config = await loadConfig(o.model);
+      checkContextLength(config, o.model, [["--seq-len", o.seqLen], ["--calib-seq-len", o.calibSeqLen]], o.allowLongContext);
+      await guardOutput(o.out, { kind: "dir", inputs: [o.model, o.train], force: o.force });
+      const ctx = await createContext();
       const tok = await TextTokenizer.fromHF(o.model);
       const docs = await readDocuments(o.train);
       const nHold = o.mode === "e2e" ? Math.max(1, Math.round(docs.length * o.holdout)) : 0;
@@ -77,18 +82,12 @@ export function qatCommand(): Command {
       const trainDocs = tokenizeDocuments(tok, docs.slice(0, docs.length - nHold));
       const holdDocs = tokenizeDocuments(tok, docs.slice(docs.length - nHold));
       const flat = (ds: number[][]) => ds.flat();
-      const calib = () => {
-        try {
-          return packCalibration(trainDocs, { n: o.samples, L: o.calibSeqLen, seed: o.seed, source: o.train });
-        } catch {
-          return packCalibration(trainDocs, { n: o.samples, L: o.calibSeqLen, seed: o.seed, skipLonger: false, source: o.train });
-        }
-      };
+      const calib = () => packCalibrationFallback(trainDocs, { n: o.samples, L: o.calibSeqLen, seed: o.seed, source: o.train, options: { samples: "--samples", seqLen: "--calib-seq-len" } });
 
       let awqBlocks: AwqBlockReport[] = [];
       let result: QatResult | null = null;
       let peakBytes = 0;
-      const transform = async (c: LlamaConfig, readCk: (n: string) => Promise<Float32Array>) => {
+      const transform = async (c: LlamaConfig, readCk: (n: string) => Promise<Float32Array>, _out: AtomicOutput) => {
         // starting weights: the checkpoint, or AWQ's scaled and clipped weights (norms folded)
         let init = new Map<string, Float32Array>();
         if (o.init === "awq") {
@@ -142,7 +141,7 @@ export function qatCommand(): Command {
       };
       const packed = new Map<string, HostPackedWeight>();
       const r = await quantizeModel(ctx, o.model, o.out, {
-        method: "qat", bits, groupSize: o.groupSize, sym, force: o.force, packed,
+        method: "qat", bits, groupSize: o.groupSize, sym, force: o.force, resume: o.resume, inputs: [o.train], packed,
         report: {
           qat: {
             get init() { return o.init; }, mode: o.mode, loss: o.mode === "e2e" ? o.loss : "mse", learn_zero: !!o.learnZero, trainable: o.trainable, steps: o.steps, lr: o.lr, lr_weights: o.lrWeights, batch: o.batch,
@@ -152,8 +151,8 @@ export function qatCommand(): Command {
           },
           get awq() { return o.init === "awq" ? awqBlocks : undefined; },
         },
-      }, async (c, readCk) => {
-        const weights = await transform(c, readCk);
+      }, async (c, readCk, out) => {
+        const weights = await transform(c, readCk, out);
         for (const [name, t] of result!.linears) packed.set(`${name}.weight`, packTrained(t, bits, groupSize, sym));
         return weights;
       });

@@ -11,13 +11,18 @@ import { LlamaModel } from "../../model/llama.ts";
 import { awqTransform, type AwqBlockReport } from "../../quant/awq.ts";
 import { calibrationBlocks } from "../../quant/calib_data.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
-import { intOption, progressLine } from "../util.ts";
+import { checkContextLength, intOption, progressLine } from "../util.ts";
+import { guardOutput } from "../../io/output.ts";
+import { loadConfig } from "../../model/config.ts";
+
+/** The option names of the calibration draw, for messages. */
+const CALIB_OPTIONS = { samples: "--samples", seqLen: "--seq-len" };
 
 interface QuantizeCliOptions {
   model: string; out: string; method: "rtn" | "awq"; bits: string; groupSize: number; sym?: boolean;
   force?: boolean; quiet?: boolean; json?: boolean; half: "f16" | "bf16"; quantizeHead?: boolean;
   calib?: string; samples: number; seqLen: number; seed: number; duo?: boolean; clip: boolean; clipTokens: number;
-  eval?: string; evalWindows: number; evalCtx: number;
+  eval?: string; evalWindows: number; evalCtx: number; resume?: boolean; allowLongContext?: boolean;
 }
 
 export function quantizeCommand(): Command {
@@ -41,7 +46,9 @@ export function quantizeCommand(): Command {
     .option("--eval <file>", "evaluate perplexity and KL vs the fp model after quantizing (into the report)")
     .option("--eval-windows <n>", "windows evaluated by --eval", intOption("--eval-windows", 1), 32)
     .option("--eval-ctx <n>", "tokens per --eval window", intOption("--eval-ctx", 2), 256)
-    .option("--force", "replace an existing output folder")
+    .option("--force", "replace an existing output folder that wgq wrote (never anything else)")
+    .option("--resume", "continue an interrupted run into the same --out from its last completed block")
+    .option("--allow-long-context", "allow --seq-len / --eval-ctx beyond the model's max_position_embeddings")
     .option("--json", "print the report as one JSON object")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq quantize --model ../shared/models/stories260K --bits 4 --group-size 32 --out out/s260k-int4-g32\n  wgq quantize --model models/llama --bits 8 --out out/llama-int8")
@@ -50,6 +57,10 @@ export function quantizeCommand(): Command {
       if (bits <= 4 && o.groupSize % 8) throw new UsageError(`--group-size must be a multiple of 8 (got ${o.groupSize})`);
       if (o.method === "awq" && !o.calib) throw new UsageError("--method awq needs --calib <file> (calibration text)");
       if (o.method === "awq" && bits === 16) throw new UsageError("AWQ quantizes to 3, 4 or 8 bits");
+      const config = await loadConfig(o.model);
+      checkContextLength(config, o.model, [...(o.method === "awq" ? [["--seq-len", o.seqLen] as [string, number]] : []), ...(o.eval ? [["--eval-ctx", o.evalCtx] as [string, number]] : [])], o.allowLongContext);
+      const inputs = [o.model, o.calib ?? "", o.eval ?? ""];
+      await guardOutput(o.out, { kind: "dir", inputs, force: o.force });
       const ctx = await createContext();
       const quiet = o.quiet || o.json;
       const progress = progressLine(quiet ? null : "pack");
@@ -57,7 +68,7 @@ export function quantizeCommand(): Command {
       const transform = o.method === "awq"
         ? async (config: Parameters<typeof awqTransform>[1], read: Parameters<typeof awqTransform>[2]) => {
           const tok = await TextTokenizer.fromHF(o.model);
-          const blocks = await calibrationBlocks(tok, o.calib!, o.samples, o.seqLen, o.seed);
+          const blocks = await calibrationBlocks(tok, o.calib!, o.samples, o.seqLen, o.seed, CALIB_OPTIONS);
           const phase = progressLine(quiet ? null : "awq");
           const r = await awqTransform(ctx, config, read, {
             bits, groupSize: bits === 8 ? 1 << 30 : o.groupSize, sym: bits === 8 ? true : !!o.sym, clip: o.clip, clipTokens: o.clipTokens, duo: o.duo,
@@ -69,7 +80,7 @@ export function quantizeCommand(): Command {
         }
         : undefined;
       const r = await quantizeModel(ctx, o.model, o.out, {
-        method: o.method, bits, groupSize: o.groupSize, sym: o.sym, force: o.force, half: o.half, quantizeHead: o.quantizeHead,
+        method: o.method, bits, groupSize: o.groupSize, sym: o.sym, force: o.force, resume: o.resume, inputs, half: o.half, quantizeHead: o.quantizeHead,
         onTensor: (d, n) => progress?.(d, n),
         report: o.method === "awq" ? { calibration: { file: o.calib, samples: o.samples, seq_len: o.seqLen, seed: o.seed }, clip: o.clip, get awq() { return awqBlocks; } } : undefined,
       }, transform);

@@ -36,13 +36,14 @@ export function runQuiet(cmd, args, opts = {}) {
     const ignore = () => child.kill("SIGINT");
     process.on("SIGINT", ignore);
     process.on("SIGTERM", () => child.kill("SIGTERM"));
+    process.on("SIGHUP", () => child.kill("SIGHUP"));
     child.on("error", (e) => {
       process.stderr.write(`cannot run ${cmd}: ${e.message}\n`);
       resolve(127);
     });
     child.on("close", (code, signal) => {
       process.off("SIGINT", ignore);
-      resolve(code ?? (signal === "SIGINT" ? 130 : 1));
+      resolve(code ?? ({ SIGINT: 130, SIGHUP: 129, SIGTERM: 143, SIGKILL: 137 }[signal] ?? 1));
     });
   });
 }

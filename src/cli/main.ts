@@ -4,6 +4,7 @@
 
 import { Command, CommanderError } from "commander";
 import { WgqError } from "../errors.ts";
+import { webGpuExceptionError } from "../gpu/device.ts";
 import { benchCommand } from "./commands/bench.ts";
 import { calibrateCommand } from "./commands/calibrate.ts";
 import { demoCommand } from "./commands/demo.ts";
@@ -30,6 +31,16 @@ program.addCommand(qatCommand());
 program.addCommand(demoCommand());
 program.addCommand(benchCommand());
 
+// Run by bin/wgq.mjs as its child: when that wrapper dies without passing a signal on (e.g. it was
+// killed with SIGKILL), stop as on SIGHUP instead of running on unseen.
+const wrapper = Number(process.env.WGQ_PARENT_PID);
+delete process.env.WGQ_PARENT_PID;
+if (wrapper > 0) {
+  setInterval(() => {
+    if (process.ppid !== wrapper) process.kill(process.pid, "SIGHUP");
+  }, 500).unref();
+}
+
 try {
   await program.parseAsync(process.argv);
 } catch (e) {
@@ -40,6 +51,12 @@ function report(e: unknown, debug: boolean): number {
   if (e instanceof CommanderError) {
     // commander already printed its message (help, version, or a usage error)
     return e.exitCode === 0 ? 0 : 1;
+  }
+  // A DOMException / GPU error object that escaped from WebGPU: a device error (exit 3), not a bug report.
+  const gpuError = webGpuExceptionError(e);
+  if (gpuError) {
+    if (debug && e instanceof Error && e.stack) process.stderr.write(`${e.stack}\n`);
+    e = gpuError;
   }
   if (e instanceof WgqError) {
     process.stderr.write(`error: ${e.message}\n`);

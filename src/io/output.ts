@@ -17,7 +17,8 @@ import { existsSync, promises as fsp, readFileSync, realpathSync, rmSync, type S
 import * as os from "node:os";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
-import { OutputError } from "../errors.ts";
+import { OutputError, UsageError } from "../errors.ts";
+import { AtomicFile } from "./file.ts";
 
 /** Name of the marker file that identifies a folder written by webgpu-quant. */
 export const MARKER = ".wgq-output";
@@ -345,5 +346,66 @@ export function isWgqOutput(dir: string): boolean {
     return m.producer === "webgpu-quant";
   } catch {
     return false;
+  }
+}
+
+// --- resumable progress ------------------------------------------------------------------------
+
+/**
+ * Writes `file` atomically, for progress files under `state/`: a temp name beside it, fsync,
+ * rename, then fsync of the folder, so that a kill (or a crash) leaves either the old file or the
+ * new one, whole. `data` is the bytes, a text, or a callback that streams the bytes in parts.
+ */
+export async function writeFileAtomic(
+  file: string,
+  data: string | Uint8Array | ((write: (bytes: Uint8Array) => Promise<void>) => Promise<void>),
+): Promise<void> {
+  const f = await AtomicFile.create(file);
+  try {
+    if (typeof data === "function") await data((b) => f.write(b));
+    else await f.write(typeof data === "string" ? new TextEncoder().encode(data) : data);
+  } catch (e) {
+    await f.abort();
+    throw e;
+  }
+  await f.commit();
+  await syncFolder(path.dirname(file));
+}
+
+/** fsync of a folder (its entries: files created, renamed or removed); ignored where unsupported. */
+export async function syncFolder(dir: string): Promise<void> {
+  const fh = await fsp.open(dir, "r").catch(() => null);
+  if (!fh) return;
+  try {
+    await fh.sync();
+  } catch {
+    /* some file systems cannot fsync a folder */
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Removes the temp files a killed write left in a progress folder (`.NAME.tmp-PID-HEX`). */
+export async function removeStaleTemps(dir: string): Promise<void> {
+  for (const n of await fsp.readdir(dir).catch(() => [] as string[])) {
+    if (/^\..+\.tmp-\d+-[0-9a-f]+$/.test(n)) await fsp.rm(path.join(dir, n), { force: true });
+  }
+}
+
+/**
+ * Refuses to resume from progress saved under other settings: compares `saved` with `current`
+ * key by key (as JSON) and throws a UsageError (exit 1) naming the first setting that differs.
+ * `labels` gives each key its name for people (an option such as "--group-size"); `where` is the
+ * folder holding the progress.
+ */
+export function checkResumeSettings(where: string, saved: Record<string, unknown>, current: Record<string, unknown>, labels: Record<string, string> = {}): void {
+  for (const key of new Set([...Object.keys(current), ...Object.keys(saved)])) {
+    const a = JSON.stringify(saved[key] ?? null), b = JSON.stringify(current[key] ?? null);
+    if (a === b) continue;
+    const show = (v: string) => (v.length > 40 ? `${v.slice(0, 37)}…` : v);
+    throw new UsageError(
+      `--resume: the progress saved in ${where} was made with another ${labels[key] ?? key} (${show(a)}; this run: ${show(b)}); nothing was resumed`,
+      "rerun with the same settings to continue from it, or without --resume to discard it and start over",
+    );
   }
 }

@@ -52,7 +52,7 @@ export async function checkModelFiles(srcDir: string, names: readonly string[]):
     if (!st) continue;
     if (!st.isFile()) throw new InputError(file, undefined, "is not a regular file");
     if (n === "tokenizer.json") {
-      await TextTokenizer.fromHF(srcDir);
+      await checkTokenizer(srcDir, file);
     } else if (n.endsWith(".json")) {
       let v: unknown;
       try {
@@ -64,6 +64,36 @@ export async function checkModelFiles(srcDir: string, names: readonly string[]):
     } else if (st.size === 0) {
       throw new InputError(file, undefined, "is empty", "download the file again");
     }
+  }
+}
+
+/** Tokenizer model types of tokenizer.json (Hugging Face tokenizers). */
+const TOKENIZER_MODELS = ["BPE", "Unigram", "WordPiece", "WordLevel"];
+
+/**
+ * tokenizer.json must name a known model type with a non-empty vocabulary, load as a tokenizer, and
+ * produce no id outside config.json's vocab_size (the embedding rows).
+ */
+async function checkTokenizer(srcDir: string, file: string): Promise<void> {
+  let tj: Record<string, unknown>;
+  try {
+    tj = JSON.parse(await fsp.readFile(file, "utf8"));
+  } catch (e) {
+    throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`, "download the file again");
+  }
+  const model = (typeof tj === "object" && tj !== null ? tj.model : undefined) as Record<string, unknown> | undefined;
+  if (typeof model !== "object" || model === null) throw new InputError(file, "model", "missing or not an object");
+  if (!TOKENIZER_MODELS.includes(model.type as string)) {
+    throw new InputError(file, "model.type", `${JSON.stringify(model.type)} is not a tokenizer model (${TOKENIZER_MODELS.join(", ")})`, "download the file again");
+  }
+  const vocab = model.vocab;
+  const size = Array.isArray(vocab) ? vocab.length : typeof vocab === "object" && vocab !== null ? Object.keys(vocab).length : 0;
+  if (size === 0) throw new InputError(file, "model.vocab", "missing or empty", "download the file again");
+  const tok = await TextTokenizer.fromHF(srcDir);
+  const cfg = JSON.parse(await fsp.readFile(path.join(srcDir, "config.json"), "utf8")) as { vocab_size?: number };
+  if (typeof cfg.vocab_size === "number" && tok.vocabSize > cfg.vocab_size) {
+    throw new InputError(file, "model.vocab", `${tok.vocabSize} tokens, more than config.json's vocab_size ${cfg.vocab_size}`,
+      "config.json and the tokenizer must come from the same model");
   }
 }
 

@@ -2,7 +2,8 @@
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64
-// Grid:      (ceil(H / WG_SIZE), T, 1) — one invocation = one element of one token's row;
+// Grid:      (ceil(H / WG_SIZE), T) with T folded into (y, z) (host: Kernel.grid2d) — one invocation
+//            = one element of token t = wid.z * num_workgroups.y + wid.y (rows past T return);
 //            dispatched once per window of E (E may exceed one storage binding)
 // Bindings (group 0):
 //   0 ids     storage read        array<u32>  [T] token ids (validated < vocab by the host)
@@ -37,9 +38,10 @@ fn emb_at(e: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG_SIZE)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
   let h = gid.x;
-  let t = gid.y;
+  let t = wid.z * nwg.y + wid.y;
   if (h >= params.H || t >= params.T) {
     return;
   }

@@ -9,7 +9,9 @@
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64 (a power of two)
-// Grid:      (T, 1, 1) — one workgroup = one row; two strided passes over V with pairwise folds
+// Grid:      T workgroups folded into (x, y) (host: Kernel.grid1d) — one workgroup = one row
+//            t = wid.y * num_workgroups.x + wid.x (workgroups past T return); two strided passes
+//            over V with pairwise folds
 // Bindings (group 0):
 //   0 logits  storage read        array<f32>        [T, V] row-major
 //   1 ref_logits storage read     array<f32>        [T, V] reference logits (WITH_REF; else bind logits)
@@ -104,8 +106,9 @@ fn row_loss(t: u32, lid: u32) {
 }
 
 @compute @workgroup_size(WG_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = wid.y * nwg.x + wid.x; // workgroup-uniform, so every early return below is too
   let seq_end = params.seq > 0u && (t % params.seq) == params.seq - 1u;
   if (t + 1u >= params.T || seq_end) {
     if (lid == 0u && t < params.T) {

@@ -2,8 +2,9 @@
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_X, WG_Y), override WG_X: u32 = 8, override WG_Y: u32 = 8
-// Grid:      (ceil(nw / (4 * WG_X)), ceil(M / (4 * WG_Y)), 1) — one invocation = a 4x4 register tile
-//            (4 rows of x by 4 rows of W); no workgroup memory, no barriers
+// Grid:      (ceil(nw / (4 * WG_X)), ceil(M / (4 * WG_Y))) with the second count folded into (y, z)
+//            (host: Kernel.grid2d): row workgroup wid.z * num_workgroups.y + wid.y; one invocation =
+//            a 4x4 register tile (4 rows of x by 4 rows of W); no workgroup memory, no barriers
 // Bindings (group 0):
 //   0 x       storage read        array<f32>  [M, K] row-major
 //   1 w       storage read        array<u32>  [nw, K] rows n0 .. n0+nw-1 of W, row-major, one binding
@@ -45,9 +46,10 @@ fn w_at(e: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let nb = gid.x * TN;
-  let mb = gid.y * TM;
+  let mb = ((wid.z * nwg.y + wid.y) * WG_Y + lid.y) * TM;
   let K = params.K;
   if (nb >= params.nw || mb >= params.M) {
     return;

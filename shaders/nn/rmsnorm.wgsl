@@ -2,7 +2,9 @@
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64 (a power of two)
-// Grid:      (T, 1, 1) — one workgroup = one row; strided sum of squares, then a pairwise fold
+// Grid:      T workgroups folded into (x, y) (host: Kernel.grid1d) — one workgroup = one row
+//            t = wid.y * num_workgroups.x + wid.x (workgroups past T return); strided sum of squares,
+//            then a pairwise fold
 // Bindings (group 0):
 //   0 x       storage read        array<f32>  [T, H] row-major
 //   1 w       storage read        array<f32>  [H] gain
@@ -26,8 +28,12 @@ struct Params {
 var<workgroup> part: array<f32, WG_SIZE>;
 
 @compute @workgroup_size(WG_SIZE)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let t = wid.x;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = wid.y * nwg.x + wid.x;
+  if (t >= params.T) {
+    return; // workgroup-uniform: the barriers below stay in uniform control flow
+  }
   let base = t * params.H;
   var ss = 0.0;
   for (var h = lid; h < params.H; h += WG_SIZE) {

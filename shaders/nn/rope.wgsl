@@ -8,7 +8,9 @@
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64
-// Grid:      (ceil(nh * D / 2 / WG_SIZE), T, 1) — one invocation = one rotation pair of one head
+// Grid:      (ceil(nh * D / 2 / WG_SIZE), T) with T folded into (y, z) (host: Kernel.grid2d) — one
+//            invocation = one rotation pair of one head of token t = wid.z * num_workgroups.y + wid.y
+//            (rows past T return)
 // Bindings (group 0):
 //   0 x         storage read_write  array<f32>  [T, nh, D] row-major (q or k after projection)
 //   1 inv_freq  storage read        array<f32>  [D / 2] radians per position
@@ -30,9 +32,10 @@ struct Params {
 @group(0) @binding(2) var<uniform> params: Params;
 
 @compute @workgroup_size(WG_SIZE)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>) {
   let half = params.D / 2u;
-  let t = gid.y;
+  let t = wid.z * nwg.y + wid.y;
   if (gid.x >= params.nh * half || t >= params.T) {
     return;
   }

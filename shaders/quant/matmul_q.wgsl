@@ -2,9 +2,10 @@
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_X, WG_Y), override WG_X: u32 = 8, override WG_Y: u32 = 8
-// Grid:      (ceil(nw / (4 * WG_X)), ceil(M / (TM * WG_Y)), 1) — one invocation = a TM x 4 register tile
-//            (TM rows of x by 4 rows of W); no workgroup memory, no barriers. The host uses
-//            WG_X = 64, WG_Y = 1.
+// Grid:      (ceil(nw / (4 * WG_X)), ceil(M / (TM * WG_Y))) with the second count folded into (y, z)
+//            (host: Kernel.grid2d): row workgroup wid.z * num_workgroups.y + wid.y; one invocation =
+//            a TM x 4 register tile (TM rows of x by 4 rows of W); no workgroup memory, no barriers.
+//            The host uses WG_X = 64, WG_Y = 1.
 // Bindings (group 0):
 //   0 x        storage read        array<f32>  [M, K] row-major
 //   1 qweight  storage read        array<u32>  [nw, KW] rows n0 .. n0+nw-1 of W (one binding window);
@@ -78,10 +79,11 @@ fn levels(wd: vec4<u32>, e: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let PER = 32u / BITS;
   let nb = gid.x * TN;
-  let mb = gid.y * TM;
+  let mb = ((wid.z * nwg.y + wid.y) * WG_Y + lid.y) * TM;
   let K = params.K;
   if (nb >= params.nw || mb >= params.M) {
     return;

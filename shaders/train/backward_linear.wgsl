@@ -9,8 +9,9 @@
 //
 // Entry:     gemm
 // Workgroup: @workgroup_size(WG_X, WG_Y), override WG_X: u32 = 8, override WG_Y: u32 = 8
-// Grid:      (ceil(P / (4 * WG_X)), ceil(M / (4 * WG_Y)), 1) — one invocation = a 4x4 register tile of c
-//            (4 rows of A by 4 columns of b); no workgroup memory, no barriers
+// Grid:      (ceil(P / (4 * WG_X)), ceil(M / (4 * WG_Y))) with the second count folded into (y, z)
+//            (host: Kernel.grid2d): row workgroup wid.z * num_workgroups.y + wid.y; one invocation =
+//            a 4x4 register tile of c (4 rows of A by 4 columns of b); no workgroup memory, no barriers
 // Bindings (group 0):
 //   0 a       storage read        array<f32>  A(m, r) at a_off + m * a_rs + r * a_cs (dy [T, N] row-major)
 //   1 b       storage read        array<f32>  [R, P] row-major (a window of W, or x)
@@ -42,9 +43,10 @@ struct Params {
 @group(0) @binding(3) var<uniform> params: Params;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
-fn gemm(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn gemm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let pb = gid.x * TP;
-  let mb = gid.y * TM;
+  let mb = ((wid.z * nwg.y + wid.y) * WG_Y + lid.y) * TM;
   let P = params.P;
   if (pb >= P || mb >= params.M) {
     return;

@@ -12,7 +12,8 @@
 //
 // Entry:     ce_rows
 //   Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64
-//   Grid:      (ceil(T / WG_SIZE), 1, 1) — one invocation = one row of V logits
+//   Grid:      ceil(T / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d); one invocation = one
+//              row of V logits
 // Entry:     ce_grad, ce_grad_inplace
 //   Workgroup: @workgroup_size(WG_SIZE)
 //   Grid:      ceil(T * V / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d); one invocation = one element
@@ -74,8 +75,9 @@ fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG_SIZE)
-fn ce_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let t = gid.x;
+fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+  let t = linear_index(wid, nwg, lid);
   if (t >= params.T) {
     return;
   }

@@ -9,7 +9,8 @@
 //
 // Entry:     rms_rows — stats[t] = (r_t, c_t)
 //   Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64
-//   Grid:      (ceil(T / WG_SIZE), 1, 1) — one invocation = one row (one pass over H)
+//   Grid:      ceil(T / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d); one invocation = one
+//              row (one pass over H)
 // Entry:     rms_dx — dx[t, j]
 //   Workgroup: @workgroup_size(WG_SIZE)
 //   Grid:      ceil(T * H / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d); one invocation = one element
@@ -44,8 +45,9 @@ struct Params {
 @group(0) @binding(6) var<uniform> params: Params;
 
 @compute @workgroup_size(WG_SIZE)
-fn rms_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let t = gid.x;
+fn rms_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+  let t = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
   if (t >= params.T) {
     return;
   }

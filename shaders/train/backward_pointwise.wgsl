@@ -14,7 +14,8 @@
 //
 // Entry:     rope_backward
 //   Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 64
-//   Grid:      (ceil(nh * D / 2 / WG_SIZE), T, 1) — one invocation = one rotation pair of one head
+//   Grid:      (ceil(nh * D / 2 / WG_SIZE), T) with T folded into (y, z) (host: Kernel.grid2d) — one
+//              invocation = one rotation pair of one head of token t = wid.z * num_workgroups.y + wid.y
 // Entry:     swiglu_backward
 //   Workgroup: @workgroup_size(WG_SIZE)
 //   Grid:      ceil(n / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d); one invocation = one element
@@ -23,7 +24,8 @@
 //   Grid:      ceil(n / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d)
 // Entry:     emb_scatter
 //   Workgroup: @workgroup_size(WG_SIZE)
-//   Grid:      (ceil(H / WG_SIZE), nu, 1) — one invocation = column h of distinct id u0 + wid.y
+//   Grid:      (ceil(H / WG_SIZE), nu, 1) — one invocation = column h of distinct id u0 + wid.y; the
+//              host dispatches the distinct ids in runs of at most maxComputeWorkgroupsPerDimension
 // Bindings (group 0):
 //   0 g         storage read_write  array<f32>  [T, nh, D] row-major, gradient of the rotated q or k (in place)
 //   1 inv_freq  storage read        array<f32>  [D / 2] radians per position (as in the forward)
@@ -86,9 +88,10 @@ fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG_SIZE)
-fn rope_backward(@builtin(global_invocation_id) gid: vec3<u32>) {
+fn rope_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>) {
   let half = rope_params.D / 2u;
-  let t = gid.y;
+  let t = wid.z * nwg.y + wid.y;
   if (gid.x >= rope_params.nh * half || t >= rope_params.T) {
     return;
   }

@@ -52,7 +52,7 @@ export class Kernel {
     ];
     for (const n of g) {
       if (n > this.maxWorkgroupsPerDim) {
-        throw new UsageError(`kernel ${this.label}: grid [${g}] exceeds maxComputeWorkgroupsPerDimension (${this.maxWorkgroupsPerDim})`, "split the work into windows or fold the grid (grid1d)");
+        throw new UsageError(`kernel ${this.label}: grid [${g}] exceeds maxComputeWorkgroupsPerDimension (${this.maxWorkgroupsPerDim})`, "split the work into windows or fold the grid (grid1d, grid2d)");
       }
     }
     return g;
@@ -68,6 +68,20 @@ export class Kernel {
     const y = Math.ceil(groups / max);
     if (y > max) throw new UsageError(`kernel ${this.label}: ${groups} workgroups is too many for one dispatch`);
     return [Math.ceil(groups / y), y, 1];
+  }
+
+  /**
+   * Workgroup counts covering `x` by `y` invocations like grid(x, y), with the y workgroups (rows:
+   * tokens, unbounded) folded into (y, z) as grid1d folds a 1-D count; the shader recovers the row
+   * workgroup as wid.z * num_workgroups.y + wid.y and skips rows past its count. x must fit one dimension.
+   */
+  grid2d(x: number, y: number): [number, number, number] {
+    const gx = Math.ceil(x / this.workgroupSize[0]);
+    if (gx > this.maxWorkgroupsPerDim) {
+      throw new UsageError(`kernel ${this.label}: ${gx} workgroups along x exceed maxComputeWorkgroupsPerDimension (${this.maxWorkgroupsPerDim})`, "split the work into windows");
+    }
+    const [gy, gz] = this.grid1d(Math.ceil(y / this.workgroupSize[1]));
+    return [gx, gy, gz];
   }
 
   /** Checks a bindings object against the WGSL names; a missing or extra name throws BindingError. */

@@ -15,7 +15,7 @@ export async function embedding(ctx: GpuContext, batch: CommandBatch, ids: GpuTe
   const f16 = E.dtype === "f16";
   const k = await ctx.kernels.get("nn/embedding.wgsl", "main", { WG_SIZE: 64, E_F16: f16 });
   for (const w of E.rowWindows({ rowBytes: H * (f16 ? 2 : 4), rowMultiple: f16 && H % 2 ? 2 : 1 })) {
-    batch.dispatch(k, { ids, emb: { tensor: E, byteOffset: w.byteOffset, byteSize: w.byteSize }, out }, { T, H, r0: w.firstRow, rows: w.rows }, k.grid(H, T));
+    batch.dispatch(k, { ids, emb: { tensor: E, byteOffset: w.byteOffset, byteSize: w.byteSize }, out }, { T, H, r0: w.firstRow, rows: w.rows }, k.grid2d(H, T));
   }
   void V;
 }

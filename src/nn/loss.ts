@@ -22,7 +22,7 @@ export async function nextTokenLoss(
   if (ref && (ref.shape[0] !== T || ref.shape[1] !== V)) throw new TensorError(ref.label, `loss: reference logits [${ref.shape}] vs logits [${logits.shape}]`);
   const k = await ctx.kernels.get("nn/loss.wgsl", "main", { WG_SIZE: 64, WITH_REF: !!ref });
   // Without a reference the kernel never reads ref_logits; logits fill the slot (read-only twice is valid).
-  batch.dispatch(k, { logits, ref_logits: ref ?? logits, ids, out: rows }, { T, V, seq }, [T, 1, 1]);
+  batch.dispatch(k, { logits, ref_logits: ref ?? logits, ids, out: rows }, { T, V, seq }, k.grid1d(T));
   await reduceStats(ctx, batch, rows.view(`${rows.label}.2d`, [T, 4], 0), "cols", sums);
 }
 

@@ -69,7 +69,7 @@ export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor,
       k,
       { x, w: { tensor: w, byteOffset: win.byteOffset, byteSize: win.byteSize }, y },
       { M, N, K, n0: win.firstRow, nw: win.rows },
-      k.grid(Math.ceil(win.rows / TILE), Math.ceil(M / TILE)),
+      k.grid2d(Math.ceil(win.rows / TILE), Math.ceil(M / TILE)),
     );
   }
   return variant;

@@ -10,5 +10,5 @@ export async function rmsnorm(ctx: GpuContext, batch: CommandBatch, x: GpuTensor
   const T = x.numel / H;
   if (!Number.isInteger(T) || y.numel !== x.numel) throw new TensorError(x.label, `rmsnorm: x [${x.shape}] / y [${y.shape}] do not match w [${H}]`);
   const k = await ctx.kernels.get("nn/rmsnorm.wgsl", "main", { WG_SIZE: 64 });
-  batch.dispatch(k, { x, w, y }, { T, H, eps }, [T, 1, 1]);
+  batch.dispatch(k, { x, w, y }, { T, H, eps }, k.grid1d(T));
 }

@@ -10,5 +10,5 @@ export async function rope(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, i
   const D = invFreq.numel * 2;
   if (x.numel !== T * nh * D) throw new TensorError(x.label, `rope: expected [${T}, ${nh}, ${D}], got [${x.shape}]`);
   const k = await ctx.kernels.get("nn/rope.wgsl", "main", { WG_SIZE: 64 });
-  batch.dispatch(k, { x, inv_freq: invFreq }, { T, nh, D, pos0, seq }, k.grid((nh * D) / 2, T));
+  batch.dispatch(k, { x, inv_freq: invFreq }, { T, nh, D, pos0, seq }, k.grid2d((nh * D) / 2, T));
 }

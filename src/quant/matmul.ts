@@ -142,7 +142,7 @@ export async function qmatmul(
         k,
         { x, qweight: win(w.qweight, wn.byteOffset, wn.byteSize), scales: w.scales, zeros, y },
         params(wn.firstRow, wn.rows),
-        k.grid(Math.ceil(wn.rows / 4), Math.ceil(M / TM)),
+        k.grid2d(Math.ceil(wn.rows / 4), Math.ceil(M / TM)),
       );
     }
     return variant;

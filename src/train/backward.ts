@@ -150,7 +150,7 @@ export async function linearBackward(
   let maxRows = GEMM_TILE * GEMM_WG * ctx.gpu.limits.maxComputeWorkgroupsPerDimension;
   if (opts.windowRows !== undefined) maxRows = Math.min(maxRows, opts.windowRows);
   const windows = N === 0 ? [] : w.rowWindows({ rowBytes: K * 4, maxRows });
-  const grid = (M: number, P: number) => k.grid(Math.ceil(P / GEMM_TILE), Math.ceil(M / GEMM_TILE));
+  const grid = (M: number, P: number) => k.grid2d(Math.ceil(P / GEMM_TILE), Math.ceil(M / GEMM_TILE));
   if (dx) {
     if (!windows.length && !opts.accumulateDx) {
       throw new UsageError("linearBackward: N = 0 leaves dx undefined", "zero dx yourself or pass accumulateDx");
@@ -216,7 +216,7 @@ export async function rmsnormBackward(
   batch.own(stats);
   const params = (acc: boolean | undefined) => ({ T, H, eps, acc: acc ? 1 : 0 });
   const rows = await ctx.kernels.get(NORM, "rms_rows", { WG_SIZE: WG });
-  batch.dispatch(rows, { x, w, dy, stats }, params(false), rows.grid(T));
+  batch.dispatch(rows, { x, w, dy, stats }, params(false), rows.grid1d(Math.ceil(T / WG)));
   if (dx) {
     const k = await ctx.kernels.get(NORM, "rms_dx", { WG_SIZE: WG });
     batch.dispatch(k, { x, w, dy, stats, dx }, params(opts.accumulateDx), k.grid1d(Math.ceil((T * H) / WG)));
@@ -240,7 +240,7 @@ export async function ropeBackward(
   noAlias(dx, [invFreq], "ropeBackward");
   if (T * nh * D === 0) return;
   const k = await ctx.kernels.get(POINTWISE, "rope_backward", { WG_SIZE: WG });
-  batch.dispatch(k, { g: dx, inv_freq: invFreq }, { T, nh, D, pos0, seq }, k.grid((nh * D) / 2, T));
+  batch.dispatch(k, { g: dx, inv_freq: invFreq }, { T, nh, D, pos0, seq }, k.grid2d((nh * D) / 2, T));
 }
 
 /** dg, du of h = silu(g) * u, given dh (all the same element count). */
@@ -400,7 +400,7 @@ export async function crossEntropyBackward(
   batch.own(lse, pairs);
   const loss = { tensor: lossSum, byteOffset: 0, byteSize: 8 };
   const rows = await ctx.kernels.get(LOSS, "ce_rows", { WG_SIZE: WG });
-  batch.dispatch(rows, { logits, targets, lse, pairs }, lossParams({ T, V }), rows.grid(T));
+  batch.dispatch(rows, { logits, targets, lse, pairs }, lossParams({ T, V }), rows.grid1d(Math.ceil(T / WG)));
   await sumPairs(ctx, batch, pairs, T, lossSum);
   const p = lossParams({ T, V, use_scale: opts.scale === undefined ? 0 : 1, scale: opts.scale ?? 0 });
   const groups = Math.ceil((T * V) / WG);

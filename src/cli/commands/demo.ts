@@ -15,6 +15,7 @@ import { LlamaModel } from "../../model/llama.ts";
 import { writeSyntheticModel } from "../../model/synthetic.ts";
 import { matmul } from "../../nn/matmul.ts";
 import { awqTransform } from "../../quant/awq.ts";
+import { AtomicOutput } from "../../io/output.ts";
 import { qmatmul } from "../../quant/matmul.ts";
 import { quantizeModel } from "../../quant/quantize.ts";
 import { destroyPacked, quantizeRtn } from "../../quant/rtn.ts";
@@ -26,15 +27,19 @@ export function demoCommand(): Command {
   return new Command("demo")
     .description("quantize a built-in synthetic model with RTN and AWQ, compare their KL divergence, and time int4 vs fp16")
     .option("--out <dir>", "keep the synthetic and quantized models here (default: a temporary folder, removed)")
+    .option("--force", "replace an --out folder that an earlier wgq demo wrote (never anything else)")
     .option("--group-size <g>", "int4 group size", intOption("--group-size", 8), 64)
     .addOption(new Option("--preset <name>", "synthetic model shape").choices(["tiny", "demo"]).default("demo"))
     .option("--seed <n>", "seed of the synthetic weights and tokens", intOption("--seed", 0), 1)
     .option("--json", "print one JSON object")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq demo\n  wgq demo --out demo-models --group-size 32")
-    .action(async (o: { out?: string; groupSize: number; preset: string; seed: number; json?: boolean; quiet?: boolean }) => {
+    .action(async (o: { out?: string; force?: boolean; groupSize: number; preset: string; seed: number; json?: boolean; quiet?: boolean }) => {
       const t0 = performance.now();
-      const dir = o.out ? path.resolve(o.out) : await fsp.mkdtemp(path.join(os.tmpdir(), "wgq-demo-"));
+      // --out: written like every output (guarded, atomic, replaced only with --force over a demo wgq wrote)
+      const out = o.out ? await AtomicOutput.create(o.out, "dir", { command: "demo", inputs: [], force: o.force }) : null;
+      const dir = out ? out.tmp : await fsp.mkdtemp(path.join(os.tmpdir(), "wgq-demo-"));
+      let ok = false;
       const say = (s: string) => { if (!o.quiet && !o.json) process.stderr.write(s + "\n"); };
       const ctx = await createContext();
       try {
@@ -80,8 +85,9 @@ export function demoCommand(): Command {
           quantized: rows,
           gemv,
           seconds: (performance.now() - t0) / 1000,
-          kept: o.out ? dir : null,
+          kept: out ? out.dest : null,
         };
+        ok = true;
         if (o.json) {
           process.stdout.write(JSON.stringify(result) + "\n");
           return;
@@ -101,12 +107,14 @@ export function demoCommand(): Command {
           "rounds away), not the quality of a real model. The same on a real checkpoint:",
           "  wgq quantize --model <hf-folder> --method awq --bits 4 --group-size 128 --calib <text> --out <dir>",
           "  wgq eval --model <dir> --ref <hf-folder> --data <text>",
-          o.out ? `models kept in ${dir}` : "",
+          out ? `models kept in ${out.dest}` : "",
         ];
         process.stdout.write(lines.join("\n") + "\n");
       } finally {
         ctx.gpu.destroy();
-        if (!o.out) await fsp.rm(dir, { recursive: true, force: true });
+        if (!out) await fsp.rm(dir, { recursive: true, force: true });
+        else if (ok) await out.commit();
+        else await out.abort();
       }
     });
 }

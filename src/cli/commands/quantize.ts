@@ -12,7 +12,8 @@ import { awqTransform, type AwqBlockReport } from "../../quant/awq.ts";
 import { calibrationBlocks } from "../../quant/calib_data.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { checkContextLength, intOption, progressLine } from "../util.ts";
-import { guardOutput } from "../../io/output.ts";
+import * as path from "node:path";
+import { guardOutput, realPathOf, STATE_DIR, type AtomicOutput } from "../../io/output.ts";
 import { loadConfig } from "../../model/config.ts";
 
 /** The option names of the calibration draw, for messages. */
@@ -66,13 +67,16 @@ export function quantizeCommand(): Command {
       const progress = progressLine(quiet ? null : "pack");
       let awqBlocks: AwqBlockReport[] = [];
       const transform = o.method === "awq"
-        ? async (config: Parameters<typeof awqTransform>[1], read: Parameters<typeof awqTransform>[2]) => {
+        ? async (config: Parameters<typeof awqTransform>[1], read: Parameters<typeof awqTransform>[2], out: AtomicOutput) => {
+          if (o.resume && !out.resumed) process.stderr.write(`--resume: no saved progress of an earlier run into ${o.out}; AWQ starts from block 0\n`);
           const tok = await TextTokenizer.fromHF(o.model);
           const blocks = await calibrationBlocks(tok, o.calib!, o.samples, o.seqLen, o.seed, CALIB_OPTIONS);
           const phase = progressLine(quiet ? null : "awq");
           const r = await awqTransform(ctx, config, read, {
             bits, groupSize: bits === 8 ? 1 << 30 : o.groupSize, sym: bits === 8 ? true : !!o.sym, clip: o.clip, clipTokens: o.clipTokens, duo: o.duo,
             tokens: blocks.tokens, seqLen: o.seqLen,
+            // each completed block is saved in the partial output's state/ (created on the first save)
+            state: { dir: path.join(out.tmp, STATE_DIR), resumed: out.resumed, identity: { model: realPathOf(o.model) } },
             onProgress: (d, n, detail) => phase?.(d, n, detail),
           });
           awqBlocks = r.blocks;
@@ -102,7 +106,7 @@ export function quantizeCommand(): Command {
       if (o.method === "awq" && !o.json) process.stdout.write(formatAwq(awqBlocks) + "\n");
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
       else {
-        const spec = bits === 16 ? o.half : bits === 8 ? "int8 per-channel sym" : `int4 ${o.sym ? "sym" : "asym"} g${o.groupSize}`;
+        const spec = bits === 16 ? o.half : bits === 8 ? "int8 per-channel sym" : `int${bits} ${o.sym ? "sym" : "asym"} g${o.groupSize}`;
         process.stdout.write(`${o.model} -> ${o.out}: ${spec} (${o.method}), ${(r.bytes_in / 1e6).toFixed(2)} MB -> ${(r.bytes_out / 1e6).toFixed(2)} MB in ${r.seconds.total.toFixed(1)} s\n`);
       }
     });

@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
-import { homedir, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,7 +14,13 @@ const WGQ = fileURLToPath(new URL("../../bin/wgq.mjs", import.meta.url));
 const STORIES = fileURLToPath(new URL("../../../shared/models/stories260K", import.meta.url));
 const SAMPLE = fileURLToPath(new URL("../../../shared/data/tinystories-valid-sample.txt", import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), "wgq-safety-"));
-const run = (cwd: string, ...args: string[]) => spawnSync(process.execPath, [WGQ, ...args], { cwd, encoding: "utf8", timeout: 120_000 });
+// HOME points at a folder of the test's own: should the guard ever regress, a refused "--out ~ --force"
+// case must not be able to reach the real home folder.
+const HOME = join(tmp, "home");
+mkdirSync(HOME);
+writeFileSync(join(HOME, "keep.txt"), "the user's files");
+const run = (cwd: string, ...args: string[]) =>
+  spawnSync(process.execPath, [WGQ, ...args], { cwd, encoding: "utf8", timeout: 120_000, env: { ...process.env, HOME } });
 
 /** Every file below `dir` (links not followed) -> sha256, for "nothing changed" checks. */
 function snapshot(dir: string): Record<string, string> {
@@ -93,17 +99,24 @@ describe("outputs never touch inputs", () => {
       [parent, "", /empty path/],
       [model, ".", /is the current folder|is the input/],
       [model, "..", /contains the current folder|contains the input/],
-      [tmp, "/", /root folder|contains the current folder/],
-      [tmp, homedir(), /home folder|contains the current folder/],
+      [tmp, HOME, /is the home folder/],
+      [HOME, join(HOME, ".."), /contains the home folder|contains the current folder/],
       [tmp, join(tmp, "link-to-parent"), /symbolic link/],
     ];
+    const home = snapshot(HOME);
     for (const [cwd, out, msg] of cases) {
       const r = run(cwd, "quantize", "--model", model, "--bits", "4", "--out", out, "--force", "--quiet");
       expect(r.status, `--out '${out}' from ${cwd}: ${r.stderr}`).toBe(2);
       expect(r.stderr, out).toMatch(msg);
       expect(r.stderr.split("\n").filter((l) => l.startsWith("error: ")).length, out).toBe(1);
       expect(snapshot(parent), out).toEqual(before);
+      expect(snapshot(HOME), out).toEqual(home);
     }
+    // "/" without --force: refused by name (with --force it is refused the same way, but a test
+    // should not bet the machine on that)
+    const root = run(tmp, "quantize", "--model", model, "--bits", "4", "--out", "/", "--quiet");
+    expect(root.status, root.stderr).toBe(2);
+    expect(root.stderr).toMatch(/is the root folder/);
     // the calibration and evaluation texts are inputs too
     const text = join(parent, "calib.txt");
     copyFileSync(SAMPLE, text);

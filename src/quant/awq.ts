@@ -16,9 +16,17 @@
 //   3. clip search on v, o, gate, up, down: per (row, group) shrink max|w| by 1.00 … 0.55, scored on
 //      the group's partial dot products over sampled tokens; weights clamped to the best.
 // Returns the rescaled, clipped f32 weights for quantizeModel() to pack with RTN.
+//
+// With `state`, each completed block is saved (see AwqState) and an interrupted run continues
+// from its last completed block, with the same result bit for bit.
 
+import { createHash } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
 import { reduceStats, sumPartials } from "../common/reduce.ts";
-import { UsageError } from "../errors.ts";
+import { InputError, UsageError } from "../errors.ts";
+import { checkResumeSettings, removeStaleTemps, writeFileAtomic } from "../io/output.ts";
+import { SafetensorsCheckpoint, writeSafetensors } from "../io/safetensors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
@@ -56,6 +64,26 @@ export interface AwqOptions {
   singleLinearLoss?: "auto" | "gram" | "rerun";
   /** Progress over the whole run: steps done / total, and what is being done. */
   onProgress?: (done: number, total: number, detail: string) => void;
+  /** Save each completed block here, and continue from the blocks an interrupted run saved. */
+  state?: AwqState;
+}
+
+/**
+ * Resumable progress of AWQ, in a folder (the `state/` of the partial output). After each block:
+ * `awq-block-<l>.safetensors` (the block's transformed f32 tensors), `awq-x-<l+1>.bin` (the next
+ * block's input activations, f32 [tokens, hidden], the only one kept), then `awq.json` (the
+ * settings, the completed block count and the block reports), each written atomically; awq.json
+ * is written last, so it only ever names complete files.
+ */
+export interface AwqState {
+  /** The progress folder (created on the first save). */
+  dir: string;
+  /** The folder holds the progress of an interrupted run: continue from it when it matches. */
+  resumed: boolean;
+  /** More settings the saved progress must match (e.g. the model's path), by name. */
+  identity?: Record<string, string | number | boolean>;
+  /** Notices (continuing from block l, nothing usable saved); default stderr. */
+  log?: (line: string) => void;
 }
 
 export interface AwqGroupReport {
@@ -91,11 +119,21 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
   const groupsPerBlock = 3 + (c.numHeads === c.numKvHeads ? 1 : 0);
   const stepsPerBlock = 1 + groupsPerBlock * (opts.grid ?? 20) + (opts.clip === false ? 0 : 5);
   const progress = { done: 0, total: stepsPerBlock * c.numLayers, tick(detail: string) { this.done++; opts.onProgress?.(this.done, this.total, detail); } };
+  const embed = await read("model.embed_tokens.weight");
+  const state = opts.state ? { ...opts.state, settings: awqSettings(c, embed, opts, nSeq) } : null;
+  // Blocks an interrupted run completed: their tensors and reports, and the next block's input.
+  const start = state?.resumed ? await loadAwqProgress(state, c, nSeq * L * H, weights, blocks) : 0;
+  if (start > 0) {
+    progress.done = start * stepsPerBlock;
+    opts.onProgress?.(progress.done, progress.total, `block ${start - 1}: resumed`);
+  }
   const invFreq = GpuTensor.fromHost(gpu, ropeInvFreq(c), [c.headDim / 2], "f32", "awq.inv_freq");
-  // Block inputs, chunk by chunk: the embeddings of the calibration tokens.
+  // Block inputs, chunk by chunk: the embeddings of the calibration tokens (or the saved input).
   let X: GpuTensor[] = [];
-  {
-    const E = GpuTensor.fromHost(gpu, await read("model.embed_tokens.weight"), [c.vocabSize, H], "f32", "awq.embed");
+  if (start > 0) {
+    if (start < c.numLayers) X = await loadAwqInput(gpu, state!.dir, start, chunks.map((ch) => [ch.n * L, H]));
+  } else {
+    const E = GpuTensor.fromHost(gpu, embed, [c.vocabSize, H], "f32", "awq.embed");
     const b = new CommandBatch(gpu, "awq.embed");
     for (const ch of chunks) {
       const ids = GpuTensor.fromHost(gpu, opts.tokens.subarray(ch.first * L, (ch.first + ch.n) * L), [ch.n * L], "u32", "awq.ids");
@@ -108,7 +146,7 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
     E.destroy();
   }
   try {
-    for (let l = 0; l < c.numLayers; l++) {
+    for (let l = start; l < c.numLayers; l++) {
       const t0 = performance.now();
       const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, opts, progress);
       for (const x of X) x.destroy();
@@ -116,12 +154,144 @@ export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, 
       for (const [k, v] of tensors) weights.set(k, v);
       report.seconds = (performance.now() - t0) / 1000;
       blocks.push(report);
+      if (state) await saveAwqProgress(state, c, l, tensors, blocks, X);
     }
   } finally {
     for (const x of X) x.destroy();
     invFreq.destroy();
   }
   return { weights, blocks };
+}
+
+// --- resumable progress ----------------------------------------------------------------------
+
+const PROGRESS_FORMAT = "webgpu-quant.awq-progress";
+const PROGRESS_VERSION = 1;
+const MANIFEST = "awq.json";
+const blockFile = (l: number) => `awq-block-${l}.safetensors`;
+const inputFile = (l: number) => `awq-x-${l}.bin`;
+
+interface AwqManifest {
+  format: typeof PROGRESS_FORMAT;
+  version: number;
+  settings: Record<string, unknown>;
+  /** Blocks completed: 0 … completed−1 are saved, and the input of block `completed` (if any). */
+  completed: number;
+  blocks: AwqBlockReport[];
+}
+
+/** Names of the settings, for the message that refuses to resume under other settings. */
+const SETTING_LABELS: Record<string, string> = {
+  model: "model (--model)", config: "model config (config.json)", embed: "model weights (model.embed_tokens)", layers: "layer count",
+  bits: "--bits", groupSize: "--group-size", sym: "--sym", duo: "--duo", clip: "clip search (--no-clip)", clipTokens: "--clip-tokens",
+  grid: "scale grid", singleLinearLoss: "single-linear loss", samples: "--samples", seqLen: "--seq-len",
+  tokens: "calibration tokens (--calib, --seed)",
+};
+
+const sha256 = (a: ArrayBufferView | string) =>
+  createHash("sha256").update(typeof a === "string" ? a : new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest("hex");
+
+/** Everything the result depends on, besides the device: a resume must match all of it. */
+function awqSettings(c: LlamaConfig, embed: Float32Array, opts: AwqOptions, nSeq: number): Record<string, unknown> {
+  return {
+    ...opts.state?.identity,
+    bits: opts.bits, groupSize: opts.groupSize, sym: opts.sym, duo: !!opts.duo, clip: opts.clip !== false, clipTokens: opts.clipTokens ?? 512,
+    grid: opts.grid ?? 20, singleLinearLoss: opts.singleLinearLoss ?? "auto", samples: nSeq, seqLen: opts.seqLen,
+    tokens: sha256(opts.tokens), layers: c.numLayers, config: sha256(JSON.stringify(c)), embed: sha256(embed),
+  };
+}
+
+type StateOf = AwqState & { settings: Record<string, unknown> };
+const logOf = (s: AwqState) => s.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+
+/** Saves block l (its tensors, the next block's input X, the reports so far), awq.json last. */
+async function saveAwqProgress(state: StateOf, c: LlamaConfig, l: number, tensors: Map<string, Float32Array>, blocks: AwqBlockReport[], X: GpuTensor[]): Promise<void> {
+  await fsp.mkdir(state.dir, { recursive: true });
+  await writeSafetensors(path.join(state.dir, blockFile(l)), [...tensors].map(([name, data]) => ({ name, dtype: "F32" as const, shape: [data.length], data })));
+  if (l + 1 < c.numLayers) {
+    await writeFileAtomic(path.join(state.dir, inputFile(l + 1)), async (write) => {
+      for (const x of X) {
+        const h = (await x.toHost()) as Float32Array; // one chunk on the host at a time
+        await write(new Uint8Array(h.buffer, h.byteOffset, h.byteLength));
+      }
+    });
+  }
+  const m: AwqManifest = { format: PROGRESS_FORMAT, version: PROGRESS_VERSION, settings: state.settings, completed: l + 1, blocks };
+  await writeFileAtomic(path.join(state.dir, MANIFEST), JSON.stringify(m, null, 1) + "\n");
+  await fsp.rm(path.join(state.dir, inputFile(l)), { force: true });
+}
+
+/**
+ * Reads the progress of an interrupted run: fills `weights` and `blocks` with the completed blocks
+ * and returns their count, or 0 (said on the log) when nothing usable was saved. Progress saved
+ * under other settings is refused (UsageError naming the setting).
+ */
+async function loadAwqProgress(state: StateOf, c: LlamaConfig, inputWords: number, weights: Map<string, Float32Array>, blocks: AwqBlockReport[]): Promise<number> {
+  const log = logOf(state);
+  await removeStaleTemps(state.dir);
+  const fromZero = async (why: string) => {
+    log(`--resume: ${why}; AWQ starts from block 0`);
+    for (const n of await fsp.readdir(state.dir).catch(() => [] as string[])) if (n.startsWith("awq")) await fsp.rm(path.join(state.dir, n), { force: true });
+    weights.clear();
+    blocks.length = 0;
+    return 0;
+  };
+  let m: AwqManifest;
+  try {
+    m = JSON.parse(await fsp.readFile(path.join(state.dir, MANIFEST), "utf8")) as AwqManifest;
+  } catch (e) {
+    return fromZero((e as NodeJS.ErrnoException).code === "ENOENT" ? "no AWQ block was completed before the interruption" : `${MANIFEST} is unreadable`);
+  }
+  if (m?.format !== PROGRESS_FORMAT || m.version !== PROGRESS_VERSION || typeof m.settings !== "object" || m.settings === null) return fromZero(`${MANIFEST} is not AWQ progress of this version`);
+  checkResumeSettings(state.dir, m.settings, state.settings, SETTING_LABELS);
+  const n = m.completed;
+  if (!Number.isInteger(n) || n < 1 || n > c.numLayers || !Array.isArray(m.blocks) || m.blocks.length !== n) return fromZero(`${MANIFEST} is inconsistent`);
+  if (n < c.numLayers) {
+    const st = await fsp.stat(path.join(state.dir, inputFile(n))).catch(() => null);
+    if (st?.size !== inputWords * 4) return fromZero(`${inputFile(n)} is missing or has the wrong size`);
+  }
+  try {
+    for (let l = 0; l < n; l++) {
+      const ck = await SafetensorsCheckpoint.open(path.join(state.dir, blockFile(l)));
+      try {
+        for (const name of ck.names()) weights.set(name, (await ck.read(name, "f32")).data as Float32Array);
+      } finally {
+        await ck.close();
+      }
+    }
+  } catch {
+    return fromZero(`a saved block (${state.dir}/awq-block-*.safetensors) is unreadable`);
+  }
+  blocks.push(...m.blocks);
+  log(`--resume: ${n} of ${c.numLayers} AWQ blocks were completed before the interruption; continuing${n < c.numLayers ? ` from block ${n}` : ""}`);
+  return n;
+}
+
+/** The saved input of block l, uploaded chunk by chunk (f32 [M, H] each). */
+async function loadAwqInput(gpu: GpuContext["gpu"], dir: string, l: number, shapes: [number, number][]): Promise<GpuTensor[]> {
+  const file = path.join(dir, inputFile(l));
+  const fh = await fsp.open(file, "r");
+  const X: GpuTensor[] = [];
+  try {
+    let pos = 0;
+    for (const [M, H] of shapes) {
+      const h = new Float32Array(M * H);
+      const bytes = new Uint8Array(h.buffer);
+      for (let off = 0; off < bytes.length;) {
+        const { bytesRead } = await fh.read(bytes, off, Math.min(bytes.length - off, 1 << 26), pos + off);
+        if (bytesRead === 0) throw new InputError(file, undefined, "ended early", "rerun without --resume to start over");
+        off += bytesRead;
+      }
+      pos += bytes.length;
+      X.push(GpuTensor.fromHost(gpu, h, [M, H], "f32", "awq.x"));
+    }
+  } catch (e) {
+    for (const x of X) x.destroy();
+    throw e;
+  } finally {
+    await fh.close();
+  }
+  return X;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 // Collected through LlamaModel's onLinearInput hook into running sums on the GPU; read back once.
 
 import { reduceStats } from "../common/reduce.ts";
+import { TensorError } from "../errors.ts";
 import { addInPlace, transpose } from "../nn/elementwise.ts";
 import { matmul } from "../nn/matmul.ts";
 import type { GpuContext } from "../gpu/context.ts";
@@ -29,6 +30,18 @@ export interface ChannelStats {
   meanSq: Float32Array;
   /** XᵀX / tokens, [K, K] row-major (with { gram: true }). */
   gram?: Float32Array;
+}
+
+/** The raw running sums of one (layer, group), as CalibrationCollector.exportState() gives them. */
+export interface CollectorState {
+  key: string;
+  layer: number;
+  group: InputGroup;
+  tokens: number;
+  /** [K, 4] accumulator as reduceStats keeps it. */
+  acc: Float32Array;
+  /** [K, K] sum of XᵀX (with { gram: true }). */
+  gram: Float32Array | null;
 }
 
 /** Accumulates statistics of every linear input it is hooked into; one [K, 4] running tensor per (layer, group). */
@@ -78,6 +91,42 @@ export class CalibrationCollector {
       out.push(st);
     }
     return out.sort((x, y) => x.layer - y.layer || Object.keys(INPUT_GROUPS).indexOf(x.group) - Object.keys(INPUT_GROUPS).indexOf(y.group));
+  }
+
+  /**
+   * The running sums as they are on the GPU (raw [K, 4] accumulators, Gram sums, token counts),
+   * to save progress: importState() of this continues bit for bit.
+   */
+  async exportState(): Promise<CollectorState[]> {
+    const out: CollectorState[] = [];
+    for (const [key, a] of this.#acc) {
+      out.push({
+        key, layer: a.layer, group: a.group, tokens: a.tokens,
+        acc: ((await a.t.toHost()) as Float32Array).slice(),
+        gram: a.gram ? ((await a.gram.toHost()) as Float32Array).slice() : null,
+      });
+    }
+    return out;
+  }
+
+  /** Replaces the running sums with saved ones (from exportState()), uploaded as they were. */
+  importState(entries: readonly CollectorState[]): void {
+    for (const a of this.#acc.values()) {
+      a.t.destroy();
+      a.gram?.destroy();
+    }
+    this.#acc.clear();
+    for (const e of entries) {
+      const K = e.acc.length / 4;
+      if (!Number.isInteger(K) || (e.gram && e.gram.length !== K * K) || (!!e.gram !== !!this.opts.gram)) {
+        throw new TensorError(`calib.${e.key}`, `saved statistics have ${e.acc.length} accumulator and ${e.gram?.length ?? 0} Gram values, which do not fit ${this.opts.gram ? "with" : "without"} --gram`);
+      }
+      this.#acc.set(e.key, {
+        layer: e.layer, group: e.group, tokens: e.tokens,
+        t: GpuTensor.fromHost(this.ctx.gpu, e.acc, [K, 4], "f32", `calib.${e.key}`),
+        gram: e.gram ? GpuTensor.fromHost(this.ctx.gpu, e.gram, [K, K], "f32", `calib.${e.key}.gram`) : null,
+      });
+    }
   }
 
   destroy(): void {

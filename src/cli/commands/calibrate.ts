@@ -1,13 +1,19 @@
 // cli/commands/calibrate.ts — `wgq calibrate`: per-channel activation statistics of every linear
-// input over calibration text, computed on the GPU, saved as safetensors.
+// input over calibration text, computed on the GPU, saved as safetensors. With --out, the running
+// sums are saved after each batch of forwards (state/ of the partial output), so that --resume
+// continues an interrupted run from its next batch, with the same file bit for bit.
 
 import { Command } from "commander";
+import { createHash } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { UsageError } from "../../errors.ts";
 import { createContext } from "../../gpu/context.ts";
-import { AtomicOutput } from "../../io/output.ts";
+import { AtomicOutput, checkResumeSettings, realPathOf, removeStaleTemps, STATE_DIR, writeFileAtomic } from "../../io/output.ts";
 import { SafetensorsCheckpoint, writeSafetensors, type HostTensor } from "../../io/safetensors.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { LlamaModel } from "../../model/llama.ts";
-import { CalibrationCollector, type ChannelStats } from "../../quant/calib.ts";
+import { CalibrationCollector, INPUT_GROUPS, type ChannelStats, type CollectorState, type InputGroup } from "../../quant/calib.ts";
 import { calibrationBlocks } from "../../quant/calib_data.ts";
 import { loadConfig } from "../../model/config.ts";
 import { checkContextLength, intOption, progressLine } from "../util.ts";
@@ -36,29 +42,39 @@ export function calibrateCommand(): Command {
     .option("--batch <n>", "blocks per forward pass", intOption("--batch", 1), 8)
     .option("--out <file>", "write the statistics here (safetensors; written atomically, never over an input)")
     .option("--force", "replace an existing statistics file that wgq wrote (never anything else)")
+    .option("--resume", "continue an interrupted run into the same --out from its last completed batch")
     .option("--allow-long-context", "allow --seq-len beyond the model's max_position_embeddings")
     .option("--show", "print per-layer summaries (outlier channels: max/mean ratio)")
     .option("--gram", "also save the Gram matrix XᵀX / tokens of every linear input (K x K; GPTQ-style Hessian)")
     .option("--quiet", "no progress output")
     .addHelpText("after", "\nExamples:\n  wgq calibrate --model ../shared/models/stories260K --calib ../shared/data/tinystories-valid-sample.txt --samples 64 --seq-len 256 --show")
-    .action(async (o: { model: string; calib: string; samples: number; seqLen: number; seed: number; batch: number; out?: string; show?: boolean; quiet?: boolean; gram?: boolean; force?: boolean; allowLongContext?: boolean }) => {
+    .action(async (o: CalibrateCliOptions) => {
       const config = await loadConfig(o.model);
       checkContextLength(config, o.model, [["--seq-len", o.seqLen]], o.allowLongContext);
+      if (o.resume && o.out === undefined) throw new UsageError("--resume needs --out (the statistics file an interrupted run was writing)");
       const out = o.out === undefined ? null
-        : await AtomicOutput.create(o.out, "file", { command: "calibrate", inputs: [o.model, o.calib], force: o.force, ownFile: isCalibrationFile });
+        : await AtomicOutput.create(o.out, "file", { command: "calibrate", inputs: [o.model, o.calib], force: o.force, resume: o.resume, ownFile: isCalibrationFile });
+      if (out && o.resume && !out.resumed) process.stderr.write(`--resume: no saved progress of an earlier run into ${o.out}; starting from the first batch\n`);
       try {
-        await collect(o, out);
+        await collect(o, out, JSON.stringify(config));
       } catch (e) {
-        await out?.abort();
+        if (out?.hasProgress()) {
+          out.keep();
+          process.stderr.write(`the progress of this run is kept in ${out.tmp}: rerun the same command with --resume to continue\n`);
+        } else {
+          await out?.abort();
+        }
         throw e;
       }
     });
 }
 
-async function collect(
-  o: { model: string; calib: string; samples: number; seqLen: number; seed: number; batch: number; out?: string; show?: boolean; quiet?: boolean; gram?: boolean },
-  out: AtomicOutput | null,
-): Promise<void> {
+interface CalibrateCliOptions {
+  model: string; calib: string; samples: number; seqLen: number; seed: number; batch: number; out?: string; show?: boolean; quiet?: boolean;
+  gram?: boolean; force?: boolean; resume?: boolean; allowLongContext?: boolean;
+}
+
+async function collect(o: CalibrateCliOptions, out: AtomicOutput | null, configJson: string): Promise<void> {
   const tok = await TextTokenizer.fromHF(o.model);
   const blocks = await calibrationBlocks(tok, o.calib, o.samples, o.seqLen, o.seed);
   const ctx = await createContext();
@@ -66,10 +82,21 @@ async function collect(
   const per = Math.min(o.batch, blocks.n);
   const model = await LlamaModel.load(ctx, o.model, { maxTokens: per * o.seqLen, onLinearInput: col.hook });
   const progress = progressLine(o.quiet ? null : "calibrate");
-  for (let i = 0; i < blocks.n; i += per) {
+  // Resumable progress: the collector's raw running sums after each batch but the last.
+  const state = out ? {
+    dir: path.join(out.tmp, STATE_DIR),
+    settings: {
+      model: realPathOf(o.model), samples: blocks.n, seqLen: o.seqLen, seed: o.seed, batch: per, gram: !!o.gram,
+      tokens: sha256(blocks.tokens), config: sha256(configJson),
+    },
+  } : null;
+  const start = state && out?.resumed ? await loadCalibProgress(state, col, blocks.n) : 0;
+  if (start > 0) progress?.(start, blocks.n);
+  for (let i = start; i < blocks.n; i += per) {
     const n = Math.min(per, blocks.n - i);
     model.reset();
     await model.forward(blocks.tokens.subarray(i * o.seqLen, (i + n) * o.seqLen), { seq: o.seqLen });
+    if (state && i + n < blocks.n) await saveCalibProgress(state, col, i + n);
     progress?.(i + n, blocks.n);
   }
   const stats = await col.read();
@@ -89,6 +116,91 @@ async function collect(
     process.stderr.write(`wrote ${o.out}: ${tensors.length} tensors over ${blocks.n * o.seqLen} tokens\n`);
   }
   if (o.show || !out) process.stdout.write(formatStats(stats) + "\n");
+}
+
+// --- resumable progress ------------------------------------------------------------------------
+
+const PROGRESS_FORMAT = "webgpu-quant.calibrate-progress";
+const PROGRESS_VERSION = 1;
+const MANIFEST = "calibrate.json";
+const sumsFile = (done: number) => `calibrate-sums-${done}.safetensors`;
+const SETTING_LABELS: Record<string, string> = {
+  model: "model (--model)", config: "model config (config.json)", samples: "--samples", seqLen: "--seq-len", seed: "--seed",
+  batch: "--batch", gram: "--gram", tokens: "calibration tokens (--calib)",
+};
+
+interface CalibManifest {
+  format: typeof PROGRESS_FORMAT;
+  version: number;
+  settings: Record<string, unknown>;
+  /** Calibration blocks whose statistics the saved sums hold (whole batches). */
+  done: number;
+  sums: string;
+  entries: { key: string; layer: number; group: InputGroup; tokens: number }[];
+}
+
+type CalibState = { dir: string; settings: Record<string, unknown> };
+
+const sha256 = (a: Uint32Array | string) =>
+  createHash("sha256").update(typeof a === "string" ? a : new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest("hex");
+
+/** Saves the raw running sums after `done` blocks: the sums file, then calibrate.json naming it. */
+async function saveCalibProgress(state: CalibState, col: CalibrationCollector, done: number): Promise<void> {
+  const entries = await col.exportState();
+  await fsp.mkdir(state.dir, { recursive: true });
+  const prev = await fsp.readFile(path.join(state.dir, MANIFEST), "utf8").then((t) => (JSON.parse(t) as CalibManifest).sums, () => null);
+  const tensors: HostTensor[] = entries.flatMap((e) => [
+    { name: `${e.key}.acc`, dtype: "F32" as const, shape: [e.acc.length / 4, 4], data: e.acc },
+    ...(e.gram ? [{ name: `${e.key}.gram`, dtype: "F32" as const, shape: [e.acc.length / 4, e.acc.length / 4], data: e.gram }] : []),
+  ]);
+  await writeSafetensors(path.join(state.dir, sumsFile(done)), tensors);
+  const m: CalibManifest = {
+    format: PROGRESS_FORMAT, version: PROGRESS_VERSION, settings: state.settings, done, sums: sumsFile(done),
+    entries: entries.map(({ key, layer, group, tokens }) => ({ key, layer, group, tokens })),
+  };
+  await writeFileAtomic(path.join(state.dir, MANIFEST), JSON.stringify(m, null, 1) + "\n");
+  if (prev && prev !== m.sums) await fsp.rm(path.join(state.dir, prev), { force: true });
+}
+
+/**
+ * Loads the saved running sums into the collector; returns the blocks they cover, or 0 (said on
+ * stderr) when nothing usable was saved. Progress saved under other settings is refused.
+ */
+async function loadCalibProgress(state: CalibState, col: CalibrationCollector, total: number): Promise<number> {
+  await removeStaleTemps(state.dir);
+  const fromZero = (why: string) => {
+    process.stderr.write(`--resume: ${why}; starting from the first batch\n`);
+    col.importState([]);
+    return 0;
+  };
+  let m: CalibManifest;
+  try {
+    m = JSON.parse(await fsp.readFile(path.join(state.dir, MANIFEST), "utf8")) as CalibManifest;
+  } catch (e) {
+    return fromZero((e as NodeJS.ErrnoException).code === "ENOENT" ? "no batch was completed before the interruption" : `${MANIFEST} is unreadable`);
+  }
+  if (m?.format !== PROGRESS_FORMAT || m.version !== PROGRESS_VERSION || typeof m.settings !== "object" || m.settings === null) return fromZero(`${MANIFEST} is not calibration progress of this version`);
+  checkResumeSettings(state.dir, m.settings, state.settings, SETTING_LABELS);
+  if (!Number.isInteger(m.done) || m.done < 1 || m.done >= total || !Array.isArray(m.entries) || typeof m.sums !== "string" || path.basename(m.sums) !== m.sums) return fromZero(`${MANIFEST} is inconsistent`);
+  const entries: CollectorState[] = [];
+  try {
+    const ck = await SafetensorsCheckpoint.open(path.join(state.dir, m.sums));
+    try {
+      for (const e of m.entries) {
+        if (!(e.group in INPUT_GROUPS)) throw new Error(`unknown group ${e.group}`);
+        const acc = (await ck.read(`${e.key}.acc`, "f32")).data as Float32Array;
+        const gram = ck.has(`${e.key}.gram`) ? (await ck.read(`${e.key}.gram`, "f32")).data as Float32Array : null;
+        entries.push({ ...e, acc, gram });
+      }
+    } finally {
+      await ck.close();
+    }
+    col.importState(entries);
+  } catch {
+    return fromZero(`the saved sums (${m.sums}) are unreadable`);
+  }
+  process.stderr.write(`--resume: ${m.done} of ${total} calibration blocks were done before the interruption; continuing from there\n`);
+  return m.done;
 }
 
 function formatStats(stats: ChannelStats[]): string {

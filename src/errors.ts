@@ -139,3 +139,38 @@ export class OutputError extends WgqError {
     super(`${file}: ${detail}`, { hint, exitCode: 2 });
   }
 }
+
+// --- numerics ----------------------------------------------------------------------------------
+
+/**
+ * A tensor a run computes (activations, logits, losses) holds NaN or ±Inf. Exit 2: the model given
+ * as input produces them (corrupt or overflowing weights), not the device. `what` names where.
+ */
+export class NonFiniteError extends WgqError {
+  constructor(readonly what: string, detail: string, hint?: string) {
+    super(`${what}: ${detail}`, {
+      hint: hint ??
+        "the model overflows or is corrupt: check its weights ('wgq eval' on the original fp checkpoint), " +
+        "load it with f32 weights (--weights f32) if it ran in f16, or quantize it again from a good checkpoint",
+      exitCode: 2,
+    });
+  }
+}
+
+/** A weight tensor of an input checkpoint holds NaN or ±Inf (checked on the GPU at load). */
+export class NonFiniteWeightError extends InputError {
+  constructor(file: string, tensor: string, detail: string, hint?: string) {
+    super(file, tensor, detail,
+      hint ?? "the checkpoint is corrupt or was saved from a diverged run: download or export it again");
+  }
+}
+
+/** Generation produced no token (the first choice was a stop token). */
+export class EmptyGenerationError extends WgqError {
+  constructor(detail: string, hint?: string) {
+    super(`generation produced no tokens: ${detail}`, {
+      hint: hint ?? "try a longer or different prompt, or sample with --temperature 0.8; a model that stops at once on every prompt is broken",
+      exitCode: 2,
+    });
+  }
+}

@@ -8,6 +8,7 @@
 
 import {
   DeviceCapabilityError,
+  DeviceError,
   DeviceLostError,
   GpuOutOfMemoryError,
   GpuValidationError,
@@ -67,6 +68,9 @@ export interface AdapterSummary {
 // ---------------------------------------------------------------------------------------------
 // Public API
 // ---------------------------------------------------------------------------------------------
+
+/** How long a failed WebGPU call waits for device.lost to report why (Gpu.deviceError). */
+const LOST_GRACE_MS = 250;
 
 /** Bounds of one sleep between polls while a CPU adapter works (Gpu.wait). */
 const NAP_MIN_MS = 0.05;
@@ -201,18 +205,45 @@ export class Gpu {
    * between polls, each sleep an eighth of the time waited so far (0.05 to 8 ms): a wait ends at
    * most 12 % (and 8 ms) late.
    * WGQ_WAIT=spin|nap overrides the choice.
+   * A rejection becomes a typed error (deviceError; `what` names the operation in its message).
    */
-  wait<T>(p: Promise<T>): Promise<T> {
-    if (!this.#napWhileWaiting) return p;
+  wait<T>(p: Promise<T>, what = "a GPU operation"): Promise<T> {
+    // A rejection (mapAsync's AbortError/OperationError once the device is lost) becomes a typed error.
+    const guarded = p.catch((e: unknown) => this.#rethrow(e, what));
+    if (!this.#napWhileWaiting) return guarded;
     if (this.#waiting++ === 0) this.#waitStart = performance.now();
     if (!this.#napping) {
       // one sleeping poll loop serves every wait in flight
       this.#napping = true;
       setImmediate(this.#nap);
     }
-    return p.finally(() => {
+    return guarded.finally(() => {
       this.#waiting--;
     });
+  }
+
+  /**
+   * The typed error for an exception thrown by a WebGPU call of this device (`what` names the
+   * call): the device's own captured error when it has one (device lost, a validation error),
+   * else DeviceLostError for a DOMException (what WebGPU rejects promises with once the device is
+   * gone: mapAsync's AbortError / OperationError), else `e` unchanged.
+   */
+  async deviceError(e: unknown, what: string): Promise<unknown> {
+    if (e instanceof WgqError || !isWebGpuException(e)) return e;
+    // device.lost may settle just after the call that failed: give it a moment to say why
+    if (!this.#error && !this.#destroyed) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([this.device.lost, new Promise((r) => (timer = setTimeout(r, LOST_GRACE_MS)))]);
+      clearTimeout(timer);
+    }
+    if (this.#error) return this.#error; // the cause: device lost, or the validation error that broke the call
+    if (this.#destroyed) return new DeviceLostError("destroyed", `${what} failed: the device was destroyed`);
+    const lost = new DeviceLostError("unknown", `${what} failed (${describeException(e)})`);
+    return Object.assign(lost, { cause: e });
+  }
+
+  async #rethrow(e: unknown, what: string): Promise<never> {
+    throw await this.deviceError(e, what);
   }
 
   readonly #nap = (): void => {
@@ -228,7 +259,7 @@ export class Gpu {
   /** Waits until all submitted work is done and every pending error scope has resolved; then check(). */
   async sync(): Promise<void> {
     this.check();
-    await this.wait(this.device.queue.onSubmittedWorkDone());
+    await this.wait(this.device.queue.onSubmittedWorkDone(), "waiting for submitted work");
     while (this.#pending.length) {
       const p = this.#pending;
       this.#pending = [];
@@ -294,6 +325,40 @@ export async function probeAdapter(
   if (!adapter) return null;
   const wgsl = new Set<string>(((gpu as unknown as { wgslLanguageFeatures?: Set<string> }).wgslLanguageFeatures) ?? []);
   return { adapter, info: summarize(adapter.info, opts.backend ?? process.env.WGQ_BACKEND), wgslFeatures: wgsl };
+}
+
+/**
+ * An exception WebGPU throws or rejects with: a DOMException (AbortError / OperationError from
+ * mapAsync, popErrorScope, createComputePipelineAsync … once the device is lost), or a GPUError /
+ * GPUPipelineError object.
+ */
+export function isWebGpuException(e: unknown): boolean {
+  if (typeof DOMException === "function" && e instanceof DOMException) return true;
+  const name = (e as { constructor?: { name?: string } } | null)?.constructor?.name ?? "";
+  return /^(DOMException|GPU\w*Error)$/.test(name);
+}
+
+/**
+ * The typed error for an exception that escaped from WebGPU without a Gpu to ask (the CLI's last
+ * resort): AbortError / OperationError mean the device was lost (exit 3); any other WebGPU
+ * exception is a DeviceError (exit 3) naming it. Null for anything else.
+ */
+export function webGpuExceptionError(e: unknown): DeviceError | null {
+  if (!isWebGpuException(e)) return null;
+  const name = (e as { name?: string }).name ?? "";
+  if (name === "AbortError" || name === "OperationError") {
+    return Object.assign(new DeviceLostError("unknown", `a WebGPU operation failed (${describeException(e)})`), { cause: e });
+  }
+  return new DeviceError(`WebGPU failed: ${describeException(e)}`, {
+    cause: e,
+    hint: "the device or its driver refused the work: rerun with --debug, and run 'wgq doctor' to check the device",
+  });
+}
+
+function describeException(e: unknown): string {
+  const x = e as { name?: string; message?: string; constructor?: { name?: string } };
+  const name = x.name || x.constructor?.name || "error";
+  return x.message ? `${name}: ${x.message}` : `${name}, no message`;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@
 // Large tensors: one buffer up to the device's maxBufferSize; kernels bind it in windows of at
 // most maxStorageBufferBindingSize whose offsets are multiples of minStorageBufferOffsetAlignment
 // (rowWindows()). Host transfers go through one staging path in chunks of STAGING_BYTES.
+// A readback on a lost device throws DeviceLostError (exit code 3), never a bare DOMException.
 
 import { TensorError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
@@ -179,17 +180,21 @@ export class GpuTensor {
     const gpu = this.gpu;
     const stagingSize = Math.min(STAGING_BYTES, out.length);
     const staging = gpu.createBuffer(`${this.label}.staging`, Math.max(stagingSize, 4), MAP_READ | COPY_DST);
+    const what = `reading back ${this.label}`;
     try {
       for (let off = 0; off < out.length; off += stagingSize) {
         const n = Math.min(stagingSize, out.length - off);
         const enc = gpu.device.createCommandEncoder({ label: `${this.label}.readback` });
         enc.copyBufferToBuffer(this.buffer, this.byteOffset + off, staging, 0, n);
         gpu.device.queue.submit([enc.finish()]);
-        await gpu.wait(staging.mapAsync(MAP_READ, 0, n));
+        await gpu.wait(staging.mapAsync(MAP_READ, 0, n), what);
         out.set(new Uint8Array(staging.getMappedRange(0, n)), off);
         staging.unmap();
       }
       await gpu.sync();
+    } catch (e) {
+      // device lost mid-readback: mapAsync/getMappedRange throw DOMExceptions -> DeviceLostError
+      throw await gpu.deviceError(e, what);
     } finally {
       gpu.releaseBuffer(staging);
     }

@@ -4,12 +4,15 @@
 // one stream; the stream is cut into non-overlapping windows of ctx tokens (the last one may be
 // shorter); each window is evaluated from position 0; every token of a window after the first is
 // scored. PPL = exp(mean NLL); KL = mean over the same positions of KL(p_ref || p), in nats.
-// Per window only four scalars come back from the GPU.
+// Per window only four scalars come back from the GPU, and the result of a NaN/±Inf check of the
+// logits (model and reference): a non-finite logit throws NonFiniteError (exit code 2) naming the
+// window and the token position, so a perplexity or KL is never computed from NaN or Inf.
 
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { lossBuffers, nextTokenLoss, readLossTotals } from "../nn/loss.ts";
-import { UsageError } from "../errors.ts";
+import { NonFiniteError, UsageError } from "../errors.ts";
+import { describeNonFinite, FiniteChecks, rowOf } from "../nn/finite.ts";
 import type { Encoder } from "../io/data.ts";
 import type { LlamaModel } from "./llama.ts";
 
@@ -61,6 +64,7 @@ export async function evaluate(
   const L = Math.max(...wins.map((w) => w.length));
   const per = Math.max(1, opts.perForward ?? 1);
   const { rows, sums } = lossBuffers(ctx, L * per);
+  const checks = new FiniteChecks<"the model" | "the reference model">(ctx, { slots: 2, label: "eval.finite" });
   let nll = 0, kl = 0, top1 = 0, tokens = 0, seen = 0;
   const t0 = performance.now();
   try {
@@ -79,9 +83,20 @@ export async function evaluate(
       model.reset();
       const logits = await model.forward(ids, { seq });
       const batch = new CommandBatch(ctx.gpu, "eval.loss");
+      checks.reset();
+      await checks.record(batch, logits, "the model");
+      if (refLogits) await checks.record(batch, refLogits, "the reference model");
       await nextTokenLoss(ctx, batch, logits, model.ids(ids.length), rows.view("loss.rows", [ids.length, 4], 0), sums, refLogits, seq);
       batch.submit();
       const r = await readLossTotals(sums);
+      for (const f of await checks.read()) {
+        // row of the (packed) forward -> window and token position in it
+        const { row } = rowOf(f.bad.first, f.shape);
+        const w = i + (seq ? Math.floor(row / seq) : 0);
+        const pos = seq ? row % seq : row;
+        throw new NonFiniteError(`eval window ${w} of ${wins.length}, token position ${pos}`,
+          `the logits of ${f.tag} are not finite: ${describeNonFinite(f.bad, f.shape, (_, col) => `token position ${pos} (vocabulary id ${col})`)}`);
+      }
       nll += r.nll;
       kl += r.kl;
       top1 += r.top1;
@@ -93,9 +108,14 @@ export async function evaluate(
   } finally {
     rows.destroy();
     sums.destroy();
+    checks.destroy();
   }
   const seconds = (performance.now() - t0) / 1000;
   const meanNll = nll / tokens;
+  if (!Number.isFinite(meanNll) || (opts.ref && !Number.isFinite(kl / tokens))) {
+    // finite logits give finite losses; this guards the sums themselves
+    throw new NonFiniteError("eval", `the mean NLL (${meanNll}) or KL (${opts.ref ? kl / tokens : "-"}) over ${tokens} scored tokens is not finite although every logit was`);
+  }
   return {
     ppl: Math.exp(meanNll), tokens, windows: wins.length, meanNll,
     kl: opts.ref ? kl / tokens : null, top1: top1 / tokens, seconds, tokensPerSecond: seen / seconds,

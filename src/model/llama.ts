@@ -4,12 +4,15 @@
 // weights uploaded, used and released per forward, for models larger than GPU memory) and its run
 // state (activations for up to maxTokens tokens per call, and the KV cache for maxSeq positions).
 // One forward = one CommandBatch per block in streaming mode, one for the whole model otherwise.
+// Every weight is checked for NaN/±Inf on the GPU when it is first uploaded (one flag reduction per
+// tensor, one readback per model; streamed blocks during the first forward): a bad weight throws
+// NonFiniteWeightError (exit code 2) naming the tensor and its file.
 //
 //   const m = await LlamaModel.load(ctx, "models/stories260K", { maxTokens: 256 });
 //   const logits = await m.forward(ids);          // GpuTensor (T, V), stays on the GPU
 //   m.reset();                                    // start a new sequence (KV cache position 0)
 
-import { TensorError, UsageError } from "../errors.ts";
+import { NonFiniteWeightError, TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
@@ -21,6 +24,7 @@ import { embedding } from "../nn/embedding.ts";
 import { matmul } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
+import { describeNonFinite, FiniteChecks, type FiniteFailure } from "../nn/finite.ts";
 import { loadConfig, validateCheckpoint, type LlamaConfig } from "./config.ts";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
@@ -52,6 +56,8 @@ export interface WeightSource {
   readPacked?(name: string, N: number, K: number): Promise<HostPackedWeight | null>;
   /** Releases files; called when nothing more will be read. */
   close?(): Promise<void>;
+  /** The file holding tensor `name`, for error messages (default: "in-memory weights"). */
+  fileOf?(name: string): string;
 }
 
 /** Seen by hooks: the input activation of a group of linears that share it, on the GPU. */
@@ -75,6 +81,8 @@ export interface ModelOptions {
   streaming?: boolean;
   /** Called for every linear input during forward; may record dispatches into ev.batch. */
   onLinearInput?: (ev: LinearInputEvent) => void | Promise<void>;
+  /** Check every weight for NaN/±Inf on the GPU when uploaded (default true). */
+  checkWeights?: boolean;
 }
 
 export const LINEARS: LinearRole[] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -84,6 +92,10 @@ export class LlamaModel {
   #blocks: (BlockWeights | null)[];
   #state: RunState;
   #destroyed = false;
+  /** Streamed blocks whose weights were not checked yet (checked during the first forward). */
+  #unchecked: Set<number>;
+  /** Their checks' result slots, allocated at load (so a forward needs no more memory than before). */
+  #streamChecks: FiniteChecks<WeightTag> | null;
 
   private constructor(
     readonly ctx: GpuContext,
@@ -98,6 +110,9 @@ export class LlamaModel {
     blocks: (BlockWeights | null)[],
   ) {
     this.#blocks = blocks;
+    this.#unchecked = new Set(opts.checkWeights ? blocks.flatMap((b, l) => (b ? [] : [l])) : []);
+    // at most 16 tensors per block: 2 norms, 7 weights (or packed scales), 7 biases
+    this.#streamChecks = this.#unchecked.size ? new FiniteChecks<WeightTag>(ctx, { slots: this.#unchecked.size * 16, label: "llama.weights" }).reserve() : null;
     this.#state = new RunState(ctx, config, opts.maxTokens, opts.maxSeq);
   }
 
@@ -121,6 +136,7 @@ export class LlamaModel {
       },
       readPacked: async (n, N, K) => (qc && ckpt.has(`${n}.qweight`) ? readPacked(ckpt, n, qc, N, K) : null),
       close: () => ckpt.close(),
+      fileOf: (n) => ckpt.files.find((f) => f.tensors.has(n))?.path ?? ckpt.source,
     };
     try {
       return await LlamaModel.fromSource(ctx, config, source, opts);
@@ -139,6 +155,7 @@ export class LlamaModel {
       weightDtype: opts.weightDtype ?? "f32",
       streaming: opts.streaming ?? false,
       onLinearInput: opts.onLinearInput,
+      checkWeights: opts.checkWeights ?? true,
     };
     if (full.maxSeq < full.maxTokens) throw new UsageError(`maxSeq (${full.maxSeq}) is smaller than maxTokens (${full.maxTokens})`);
     const up = (name: string, shape: number[], dtype = full.weightDtype) => uploadWeight(ctx, source, name, shape, dtype);
@@ -153,7 +170,19 @@ export class LlamaModel {
     const blocks: (BlockWeights | null)[] = [];
     for (let l = 0; l < config.numLayers; l++) blocks.push(full.streaming ? null : await loadBlock(ctx, config, source, l, full.weightDtype));
     if (!full.streaming) await source.close?.(); // every weight is on the GPU
-    return new LlamaModel(ctx, config, full, source, embed, norm, head, invFreq, blocks);
+    const model = new LlamaModel(ctx, config, full, source, embed, norm, head, invFreq, blocks);
+    if (full.checkWeights) {
+      // one flag reduction per weight, all in one batch, one readback
+      const named = [...namedWeights([["model.embed_tokens.weight", embed], ["model.norm.weight", norm]], head)];
+      for (const b of blocks) if (b) named.push(...namedWeights([], b));
+      try {
+        await checkWeights(ctx, source, named);
+      } catch (e) {
+        model.destroy();
+        throw e;
+      }
+    }
+    return model;
   }
 
   /** Current KV cache position (tokens already seen in this sequence). */
@@ -203,9 +232,20 @@ export class LlamaModel {
     const v = s.views(T);
     let batch = new CommandBatch(ctx.gpu, "llama.embed");
     await embedding(ctx, batch, v.ids, this.embed, v.x);
+    // streamed blocks are checked for NaN/Inf the first time they are uploaded
+    const checks = this.#streamChecks;
+    checks?.reset();
+    const checked: number[] = [];
     for (let l = 0; l < c.numLayers; l++) {
       const streamed = this.#blocks[l] === null;
       const w = this.#blocks[l] ?? (await loadBlock(ctx, c, this.source, l, this.opts.weightDtype));
+      if (checks && this.#unchecked.has(l)) {
+        // a batch of its own, submitted at once: its params need no room beside the block's
+        const cb = new CommandBatch(ctx.gpu, `llama.check_block${l}`);
+        for (const [name, t] of namedWeights([], w)) await checks.record(cb, t, weightTag(name, t));
+        cb.submit();
+        checked.push(l);
+      }
       await this.#block(batch, l, w, v, T, pos0, seq);
       if (streamed) {
         batch.submit();
@@ -217,6 +257,14 @@ export class LlamaModel {
     await linear(ctx, batch, v.xn, this.head, v.logits);
     batch.submit();
     this.#pos = seq ? 0 : this.#pos + T;
+    if (checks && checked.length) {
+      throwNonFiniteWeights(this.source, await checks.read());
+      for (const l of checked) this.#unchecked.delete(l);
+      if (!this.#unchecked.size) {
+        checks.destroy();
+        this.#streamChecks = null;
+      }
+    }
     return v.logits;
   }
 
@@ -260,6 +308,7 @@ export class LlamaModel {
     if (this.head.kind === "packed") destroyPacked(this.head.q);
     else this.head.w.destroy(); // idempotent: a tied head is the embedding
     this.invFreq.destroy();
+    this.#streamChecks?.destroy();
     this.#state.destroy();
     if (this.opts.streaming) void this.source.close?.();
   }
@@ -328,6 +377,63 @@ export async function uploadWeight(ctx: GpuContext, src: WeightSource, name: str
   return dtype === "f16"
     ? GpuTensor.fromHost(ctx.gpu, f32ArrayToF16(data), shape, "f16", name)
     : GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
+}
+
+/** A weight under check: its checkpoint name, and whether the GPU holds it converted to f16 (--weights f16). */
+interface WeightTag {
+  name: string;
+  converted: boolean;
+}
+
+function weightTag(name: string, t: GpuTensor): WeightTag {
+  // packed scales are stored in f16 by the format; dense weights become f16 only by conversion
+  return { name, converted: t.dtype === "f16" && !name.endsWith(".scales") };
+}
+
+/** The GPU tensors of weights, by checkpoint name: `extra`, then a head or a block's tensors (packed: the f16 scales). */
+function* namedWeights(extra: [string, GpuTensor][], w: Linear | BlockWeights): Generator<[string, GpuTensor]> {
+  yield* extra;
+  const lins: Linear[] = "kind" in w ? [w] : Object.values(w.lin);
+  if (!("kind" in w)) yield* [[w.inputNorm.label, w.inputNorm], [w.postNorm.label, w.postNorm]] as [string, GpuTensor][];
+  for (const li of lins) {
+    if (li.kind === "dense") yield [li.w.label, li.w];
+    else yield [li.q.scales.label, li.q.scales];
+    if (li.b) yield [li.b.label, li.b];
+  }
+}
+
+/** Checks the weights for NaN/±Inf on the GPU: one batch, one readback; throws NonFiniteWeightError. */
+async function checkWeights(ctx: GpuContext, source: WeightSource, named: [string, GpuTensor][]): Promise<void> {
+  const seen = new Set<GpuTensor>(); // a tied head is the embedding: checked once
+  const checks = new FiniteChecks<WeightTag>(ctx, { slots: named.length, label: "llama.weights" });
+  try {
+    const batch = new CommandBatch(ctx.gpu, "llama.check_weights");
+    for (const [name, t] of named) {
+      if (seen.has(t)) continue;
+      seen.add(t);
+      await checks.record(batch, t, weightTag(name, t));
+    }
+    batch.submit();
+    throwNonFiniteWeights(source, await checks.read());
+  } finally {
+    checks.destroy();
+  }
+}
+
+function throwNonFiniteWeights(source: WeightSource, failures: FiniteFailure<WeightTag>[]): void {
+  if (!failures.length) return;
+  const [f] = failures;
+  let detail = describeNonFinite(f.bad, f.shape);
+  let hint: string | undefined;
+  if (f.tag.converted) {
+    detail += " as stored on the GPU in f16";
+    hint = "f16 holds values up to ±65504 only: load the model with f32 weights (--weights f32), or check the checkpoint for huge values";
+  }
+  if (failures.length > 1) {
+    const more = failures.slice(1).map((x) => x.tag.name);
+    detail += `; ${more.length} more tensor(s) hold NaN/Inf too (${more.slice(0, 3).join(", ")}${more.length > 3 ? ", …" : ""})`;
+  }
+  throw new NonFiniteWeightError(source.fileOf?.(f.tag.name) ?? "in-memory weights", f.tag.name, detail, hint);
 }
 
 /** Uploads block `l`'s weights (packed linears stay packed). */

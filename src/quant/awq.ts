@@ -24,7 +24,7 @@ import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { reduceStats, sumPartials } from "../common/reduce.ts";
-import { InputError, UsageError } from "../errors.ts";
+import { InputError, NonFiniteError, UsageError } from "../errors.ts";
 import { checkResumeSettings, removeStaleTemps, writeFileAtomic } from "../io/output.ts";
 import { SafetensorsCheckpoint, writeSafetensors } from "../io/safetensors.ts";
 import type { GpuContext } from "../gpu/context.ts";
@@ -524,6 +524,12 @@ async function awqBlock(
           progress.tick(`block ${l}: scales ${group} α=${((i0 + j) / grid).toFixed(2)}`);
         }
       }
+      // a NaN loss never wins a comparison, so it would pass silently: it is an error
+      const badLoss = losses.findIndex((v) => !Number.isFinite(v));
+      if (badLoss >= 0) {
+        throw new NonFiniteError(`AWQ block ${l}, group ${group}`,
+          `the output error at α = ${(badLoss / grid).toFixed(2)} is ${losses[badLoss]}: the block's activations or weights hold NaN/Inf or overflow f32`);
+      }
       let best = 0;
       for (let i = 1; i < grid; i++) if (losses[i] < losses[best]) best = i;
       report.groups.push({ group, alpha: best / grid, loss_rtn: losses[0], loss_best: losses[best] });
@@ -578,6 +584,11 @@ async function awqBlock(
       const hs = await sample((a) => a.h, I);
       for (const [li, xs] of [[v, xn1s], [o, atts], [gate, xn2s], [upP, xn2s], [down, hs]] as [Lin, GpuTensor][]) {
         const r = await clipSearch(ctx, li.w, xs, spec);
+        if (!Number.isFinite(r.lossBefore) || !Number.isFinite(r.lossAfter)) {
+          r.maxVal.destroy();
+          throw new NonFiniteError(`AWQ block ${l}, clip of ${li.name.slice(p.length)}`,
+            `the clip search's error is ${r.lossBefore} before and ${r.lossAfter} after clipping: the weights or the sampled activations hold NaN/Inf`);
+        }
         await run("clip", (b) => applyClip(ctx, b, li.w, r.maxVal, spec));
         r.maxVal.destroy();
         report.clip.push({ linear: li.name.slice(p.length), loss_before: r.lossBefore, loss_after: r.lossAfter });

@@ -3,9 +3,13 @@
 // mean |x| (AWQ's activation statistic), max |x| and mean x^2 (llama.cpp's importance statistic),
 // and optionally the Gram matrix XᵀX / tokens (K x K, the Hessian proxy of GPTQ-style methods).
 // Collected through LlamaModel's onLinearInput hook into running sums on the GPU; read back once.
+// Every hooked input is also checked for NaN/±Inf on the GPU (one flag reduction each, recorded
+// into the forward's batch); read() throws NonFiniteError (exit code 2) naming the layer, the
+// input group and the first bad calibration token before it returns any statistic.
 
 import { reduceStats } from "../common/reduce.ts";
-import { TensorError } from "../errors.ts";
+import { NonFiniteError, TensorError } from "../errors.ts";
+import { describeNonFinite, FiniteChecks } from "../nn/finite.ts";
 import { addInPlace, transpose } from "../nn/elementwise.ts";
 import { matmul } from "../nn/matmul.ts";
 import type { GpuContext } from "../gpu/context.ts";
@@ -47,8 +51,12 @@ export interface CollectorState {
 /** Accumulates statistics of every linear input it is hooked into; one [K, 4] running tensor per (layer, group). */
 export class CalibrationCollector {
   readonly #acc = new Map<string, { layer: number; group: InputGroup; t: GpuTensor; tokens: number; gram: GpuTensor | null }>();
+  /** One finiteness check per hooked input: (layer, group, first calibration token of the call). */
+  readonly #checks: FiniteChecks<{ layer: number; group: InputGroup; token0: number }>;
 
-  constructor(readonly ctx: GpuContext, readonly opts: { gram?: boolean } = {}) {}
+  constructor(readonly ctx: GpuContext, readonly opts: { gram?: boolean } = {}) {
+    this.#checks = new FiniteChecks(ctx, { slots: 1024, label: "calib.finite" });
+  }
 
   /** Pass as LlamaModel's onLinearInput. */
   readonly hook = async (ev: LinearInputEvent): Promise<void> => {
@@ -61,6 +69,7 @@ export class CalibrationCollector {
       a = { layer: ev.layer, group, t: GpuTensor.empty(this.ctx.gpu, [K, 4], "f32", `calib.${key}`), tokens: 0, gram };
       this.#acc.set(key, a);
     }
+    await this.#checks.record(ev.batch, ev.input, { layer: ev.layer, group, token0: a.tokens });
     a.tokens += T;
     await reduceStats(this.ctx, ev.batch, ev.input, "cols", a.t, true);
     if (a.gram) {
@@ -74,8 +83,12 @@ export class CalibrationCollector {
     }
   };
 
-  /** Reads every running tensor back (K x 4 floats each) as per-channel means. */
+  /**
+   * Reads every running tensor back (K x 4 floats each) as per-channel means. Throws
+   * NonFiniteError when a hooked input held NaN/±Inf (or a statistic overflowed).
+   */
   async read(): Promise<ChannelStats[]> {
+    await this.#assertFinite();
     const out: ChannelStats[] = [];
     for (const a of this.#acc.values()) {
       const s = (await a.t.toHost()) as Float32Array;
@@ -86,6 +99,11 @@ export class CalibrationCollector {
         maxAbs[k] = s[k * 4 + 2];
         meanSq[k] = s[k * 4 + 3] / a.tokens;
       }
+      const k = [meanAbs, maxAbs, meanSq].findIndex((v) => v.some((x) => !Number.isFinite(x)));
+      if (k >= 0) {
+        throw new NonFiniteError(`calibration, layer ${a.layer} (input of ${INPUT_GROUPS[a.group].join("/")})`,
+          `the ${["mean |x|", "max |x|", "mean x²"][k]} statistic overflowed f32 over ${a.tokens} tokens (the inputs were finite)`);
+      }
       const st: ChannelStats = { layer: a.layer, group: a.group, tokens: a.tokens, meanAbs, maxAbs, meanSq };
       if (a.gram) st.gram = Float32Array.from((await a.gram.toHost()) as Float32Array, (v) => v / a.tokens);
       out.push(st);
@@ -93,11 +111,22 @@ export class CalibrationCollector {
     return out.sort((x, y) => x.layer - y.layer || Object.keys(INPUT_GROUPS).indexOf(x.group) - Object.keys(INPUT_GROUPS).indexOf(y.group));
   }
 
+  async #assertFinite(): Promise<void> {
+    const [bad] = await this.#checks.read();
+    if (bad) {
+      const { layer, group, token0 } = bad.tag;
+      throw new NonFiniteError(`calibration, layer ${layer} (input of ${INPUT_GROUPS[group].join("/")})`,
+        `the activations are not finite: ${describeNonFinite(bad.bad, bad.shape, (row, col) => `calibration token ${token0 + row} (channel ${col})`)}`);
+    }
+  }
+
   /**
    * The running sums as they are on the GPU (raw [K, 4] accumulators, Gram sums, token counts),
-   * to save progress: importState() of this continues bit for bit.
+   * to save progress: importState() of this continues bit for bit. Throws NonFiniteError, as
+   * read() does, when an input so far held NaN/±Inf (nothing bad is saved).
    */
   async exportState(): Promise<CollectorState[]> {
+    await this.#assertFinite();
     const out: CollectorState[] = [];
     for (const [key, a] of this.#acc) {
       out.push({
@@ -130,6 +159,7 @@ export class CalibrationCollector {
   }
 
   destroy(): void {
+    this.#checks.destroy();
     for (const a of this.#acc.values()) {
       a.t.destroy();
       a.gram?.destroy();

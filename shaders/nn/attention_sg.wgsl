@@ -120,12 +120,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
       for (var d = 0u; d < D4; d++) {
         vj[d] = subgroupShuffle(vr[d], jj);
       }
+      // Keys outside [first, last] are skipped, not weighted by 0: 0 * NaN would carry a NaN of a later
+      // position (or of another packed sequence) into this row.
       let ok = jb + jj >= first && jb + jj <= last;
-      for (var g = 0u; g < GROUP; g++) {
-        let p = select(0.0, exp(s[jj * GROUP + g] - m[g]), ok);
-        l[g] += p;
-        for (var d = 0u; d < D4; d++) {
-          acc[g * D4 + d] = fma(vec4<f32>(p), vj[d], acc[g * D4 + d]);
+      if (ok) {
+        for (var g = 0u; g < GROUP; g++) {
+          let p = exp(s[jj * GROUP + g] - m[g]);
+          l[g] += p;
+          for (var d = 0u; d < D4; d++) {
+            acc[g * D4 + d] = fma(vec4<f32>(p), vj[d], acc[g * D4 + d]);
+          }
         }
       }
     }

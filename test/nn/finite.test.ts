@@ -269,15 +269,15 @@ describe("NaN/Inf checks of a run", async () => {
     w.get("model.embed_tokens.weight")!.fill(NaN, X * c.hiddenSize, (X + 1) * c.hiddenSize);
     const r = rng(7);
     const stream = Array.from({ length: 6 * 16 }, () => { let t = X; while (t === X) t = Math.floor(r() * 97); return t; });
-    // window 4, position 0: row 16 of the second packed forward (windows 3, 4, 5). (A bad token
-    // further into a window may also spoil earlier rows of its sequence: attention kernels that
-    // share key/value reads across queries mask with a multiplication, and 0 · NaN is NaN.)
-    stream[4 * 16] = X;
+    // window 4, position 7: row 23 of the second packed forward (windows 3, 4, 5). Rows before it,
+    // of its own window and of the packed neighbours, stay finite: attention never weighs a key it
+    // may not see, not even by 0 (0 · NaN is NaN).
+    stream[4 * 16 + 7] = X;
     const ref = await LlamaModel.fromSource(ctx, c, mapSource(syntheticWeights(c, { seed: 5 })), { maxTokens: 48 });
     const m = await LlamaModel.fromSource(ctx, c, mapSource(w), { maxTokens: 48, checkWeights: false });
-    await expect(evaluate(ctx, m, windows(stream, 16), { perForward: 3 })).rejects.toThrow(/^eval window 4 of 6, token position 0: the logits of the model are not finite: \d+ of 4656 values are NaN, the first at token position 0 \(vocabulary id 0\)$/);
+    await expect(evaluate(ctx, m, windows(stream, 16), { perForward: 3 })).rejects.toThrow(/^eval window 4 of 6, token position 7: the logits of the model are not finite: \d+ of 4656 values are NaN, the first at token position 7 \(vocabulary id 0\)$/);
     // the same failure in the reference model is named as such
-    await expect(evaluate(ctx, ref, windows(stream, 16), { ref: m, perForward: 3 })).rejects.toThrow(/^eval window 4 of 6, token position 0: the logits of the reference model/);
+    await expect(evaluate(ctx, ref, windows(stream, 16), { ref: m, perForward: 3 })).rejects.toThrow(/^eval window 4 of 6, token position 7: the logits of the reference model/);
     // without the bad token everything is finite
     const ok = await evaluate(ctx, m, windows(stream.slice(0, 64), 16), { perForward: 3 });
     expect(Number.isFinite(ok.ppl)).toBe(true);

@@ -21,6 +21,27 @@ import { gpuContext } from "../helpers/gpu.ts";
 const dir = mkdtempSync(join(tmpdir(), "wgq-bench-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+/**
+ * The relative error ||y − ref|| / ||ref|| each row must meet, fixed here (the bench's own `tol`
+ * field is checked too, but is the code under test). Shapes are small (K ≤ 384):
+ *   exact kernels (f32 x, f32 accumulation; f16 weights are the reference's weights)  1e-5, as in
+ *     test/nn/matmul.test.ts and test/quant/matmul.test.ts (~1e-7 seen);
+ *   tiled_f16 (x and y rounded to f16)  1e-3: y's own f16 rounding is 2^-11 per element (~3e-4 rms);
+ *   dp4a variants (x rounded to int8 per 32-block)  1e-2: ≈ 0.5/127 ≈ 4e-3 for uniform x;
+ *   ONNX Runtime f32 MatMul and int4 MatMulNBits (f32 accumulation in ORT's own order)  1e-4;
+ *   ORT int4 with accuracy_level 4 (A quantized to int8)  2e-2;
+ *   ORT f16 MatMul (f16 A and B, f16 accumulation on the WebGPU EP)  5e-3: 2^-11 per rounding, grown
+ *     over K = 384 sums (≈ 2^-11 · √384 ≈ 1e-2 at worst, ~1e-3 rms measured).
+ */
+function fixedBound(x: BenchRow): number {
+  if (x.variant === "ort-f16") return 5e-3;
+  if (x.variant === "ort-int4-acc4") return 2e-2;
+  if (x.variant.startsWith("ort-")) return 1e-4;
+  if (x.variant === "tiled_f16") return 1e-3;
+  if (x.variant === "dp4a" || x.variant === "kmajor_dp4a") return 1e-2;
+  return 1e-5;
+}
+
 describe("wgq bench (tiny shapes)", async () => {
   const ctx = await gpuContext();
 
@@ -40,7 +61,9 @@ describe("wgq bench (tiny shapes)", async () => {
       expect(x.min_ms).toBeLessThanOrEqual(x.median_ms);
       expect(x.gbps).toBeCloseTo(x.weight_bytes / (x.median_ms * 1e6), 6);
       expect(x.rel_err).toBeLessThanOrEqual(x.tol);
+      expect(x.rel_err, `${x.name} ${x.n}x${x.k} M=${x.m}`).toBeLessThanOrEqual(fixedBound(x));
     }
+    console.log(`kernel rows: worst relative error per variant ${JSON.stringify(Object.fromEntries([...new Set(r.map((x) => x.variant))].map((v) => [v, Math.max(...r.filter((x) => x.variant === v).map((x) => x.rel_err))])))}`);
     const groups = new Map<string, number>();
     for (const x of r) if (x.best) groups.set(`${x.dtype} ${x.n} ${x.k} ${x.m}`, (groups.get(`${x.dtype} ${x.n} ${x.k} ${x.m}`) ?? 0) + 1);
     expect([...groups.values()].every((c) => c === 1)).toBe(true);
@@ -53,25 +76,27 @@ describe("wgq bench (tiny shapes)", async () => {
     expect(readFileSync(`${stem}.svg`, "utf8")).toMatch(/^<svg [^]*<\/svg>\n$/);
     expect(readFileSync(`${stem}.md`, "utf8")).toContain("| N×K | M | dtype | kernel |");
 
-    // ONNX Runtime beside every GEMV M = 1 shape: validated and timed, or unavailable with the reason.
+    // ONNX Runtime beside every GEMV M = 1 shape: validated and timed. onnxruntime-node is an
+    // optional dependency that `npm ci` installs (here and on CI): missing, it fails this test (the
+    // reporting of a missing package is the next test's subject).
     const ort = all.filter((x) => x.variant.startsWith("ort-"));
     const rt = await openOrt();
+    expect("unavailable" in rt ? rt.unavailable : "", "onnxruntime-node must be installed (npm ci) and its WebGPU EP must run").toBe("");
     expect(new Set(ort.map((x) => x.variant))).toEqual(new Set(ORT_VARIANTS.map((v) => v.variant)));
     expect(ort.every((x) => x.kind === "gemv" && x.m <= 8 && !x.best)).toBe(true);
-    if ("unavailable" in rt) {
-      for (const x of ort) expect(x.unavailable).toBe(rt.unavailable);
-      expect(rt.unavailable).toMatch(/onnxruntime-node.*(not installed|failed|wrong)/);
-    } else {
-      for (const x of ort) {
-        expect(x.unavailable, `${x.name} ${x.n}x${x.k}`).toBeUndefined();
-        expect(x.error).toBeUndefined();
-        expect(x.peer).toMatch(/^onnxruntime-node \S+ \(webgpu EP\)$/);
-        expect(x.cpu_rel_err!).toBeLessThanOrEqual(x.tol);
-        expect(x.rel_err).toBeLessThanOrEqual(x.tol);
-        expect(x.median_ms).toBeGreaterThan(0);
-        expect(x.vs_best_project!).toBeGreaterThan(0);
-      }
+    expect(ort.length).toBeGreaterThanOrEqual(ORT_VARIANTS.length);
+    for (const x of ort) {
+      expect(x.unavailable, `${x.name} ${x.n}x${x.k}`).toBeUndefined();
+      expect(x.error).toBeUndefined();
+      expect(x.peer).toMatch(/^onnxruntime-node \S+ \(webgpu EP\)$/);
+      expect(x.cpu_rel_err!).toBeLessThanOrEqual(x.tol);
+      expect(x.rel_err).toBeLessThanOrEqual(x.tol);
+      expect(x.cpu_rel_err!, `${x.name} ${x.n}x${x.k} on ORT's CPU EP`).toBeLessThanOrEqual(fixedBound(x));
+      expect(x.rel_err, `${x.name} ${x.n}x${x.k} on ORT's WebGPU EP`).toBeLessThanOrEqual(fixedBound(x));
+      expect(x.median_ms).toBeGreaterThan(0);
+      expect(x.vs_best_project!).toBeGreaterThan(0);
     }
+    console.log(`ORT rows: ${ort.map((x) => `${x.name} ${x.n}x${x.k} cpu ${x.cpu_rel_err!.toExponential(1)} webgpu ${x.rel_err.toExponential(1)}`).join("; ")}`);
     expect(markdown(report)).toContain("### ONNX Runtime on the same device");
 
     // End to end on the tiny synthetic model: decode and prefill for f16, int8, int4 g128.

@@ -6,6 +6,7 @@ import { siluRef } from "../../src/ref/llama.ts";
 import { f16ArrayToF32, f32ArrayToF16 } from "../../src/ref/f16.ts";
 import { matmulRef } from "../../src/ref/matmul.ts";
 import { gpuContext, randomF32, relError } from "../helpers/gpu.ts";
+import { VariantRuns } from "../helpers/variants.ts";
 
 describe("matmul y = x · Wᵀ", async () => {
   const ctx = await gpuContext();
@@ -56,9 +57,9 @@ describe("matmul y = x · Wᵀ", async () => {
       const xt = GpuTensor.fromHost(gpu, x, [M, K], "f32", "x");
       const wt = GpuTensor.fromHost(gpu, wBits ?? w, [N, K], wd, "w");
       const ref = matmulRef(x, w, M, N, K);
-      let ran = 0;
+      const runs = new VariantRuns(`dense matmul ${M}x${N}x${K} ${wd}`);
       for (const v of DENSE_VARIANTS) {
-        if (denseVariantUnavailable(gpu, v, M)) continue;
+        if (!runs.take(v, denseVariantUnavailable(gpu, v, M))) continue;
         const yt = GpuTensor.empty(gpu, [M, N], "f32", "y");
         const b = new CommandBatch(gpu);
         expect(await matmul(ctx, b, xt, wt, yt, { variant: v })).toBe(v);
@@ -67,9 +68,9 @@ describe("matmul y = x · Wᵀ", async () => {
         console.log(`matmul ${v} ${M}x${N}x${K} ${wd}: relative error ${err.toExponential(2)}`);
         expect(err).toBeLessThan(1e-5);
         yt.destroy();
-        ran++;
       }
-      if (gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8) expect(ran).toBe(2);
+      runs.check();
+      if (gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8) expect(runs.ran.size).toBe(2);
       for (const t of [xt, wt]) t.destroy();
     });
   }
@@ -99,8 +100,9 @@ describe("matmul y = x · Wᵀ", async () => {
     expect(wt.rowWindows({ rowBytes: K * 4 }).length).toBeGreaterThan(1);
     const yt = GpuTensor.empty(gpu, [M, N], "f32", "y");
     const ref = matmulRef(x, w, M, N, K);
+    const runs = new VariantRuns(`dense matmul ${M}x${N}x${K} f32 in windows`);
     for (const v of DENSE_VARIANTS) {
-      if (denseVariantUnavailable(gpu, v, M)) continue;
+      if (!runs.take(v, denseVariantUnavailable(gpu, v, M))) continue;
       const b = new CommandBatch(gpu);
       await matmul(ctx, b, xt, wt, yt, { variant: v });
       b.submit();
@@ -108,6 +110,7 @@ describe("matmul y = x · Wᵀ", async () => {
       console.log(`matmul ${v} ${M}x${N}x${K} f32 (${(N * K * 4) / 2 ** 20} MiB of weights): relative error ${err.toExponential(2)}`);
       expect(err).toBeLessThan(1e-5);
     }
+    runs.check();
     for (const t of [xt, wt, yt]) t.destroy();
   });
 
@@ -119,6 +122,7 @@ describe("matmul y = x · Wᵀ", async () => {
       const why = matmulKnUnavailable(gpu, M, N, K);
       if (why) {
         // Only a device without subgroups may lack it; lavapipe has them.
+        console.log(`matmulKn ${M}x${N}x${K}: skipped (${why})`);
         expect(why).toMatch(/subgroups/);
         expect(gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8).toBe(false);
         return;
@@ -154,7 +158,9 @@ describe("matmul y = x · Wᵀ", async () => {
 
   it("swigluKn: silu(x·Wgᵀ) * (x·Wuᵀ) in one pass matches the float64 reference (ragged 53x44x60)", async () => {
     const [M, N, K] = [53, 44, 60];
-    if (matmulKnUnavailable(gpu, M, N, K)) {
+    const why = matmulKnUnavailable(gpu, M, N, K);
+    if (why) {
+      console.log(`swigluKn ${M}x${N}x${K}: skipped (${why})`);
       expect(gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8).toBe(false);
       return;
     }

@@ -17,6 +17,7 @@ import { f32ToF16Bits } from "../../src/ref/f16.ts";
 import { matmulRef } from "../../src/ref/matmul.ts";
 import { dequantizeRef, quantizePackRef } from "../../src/ref/quant.ts";
 import { gpuContext, randomF32, relError } from "../helpers/gpu.ts";
+import { VariantRuns } from "../helpers/variants.ts";
 
 const TOL: Record<KMajorVariant, number> = { kmajor: 1e-5, kmajor_dp4a: 1e-2 };
 
@@ -76,11 +77,12 @@ describe("K-major GEMV y = x · dequant(W)ᵀ", async () => {
         const want = repackRef(packed);
         expect(Array.from((await km.qk.toHost()) as Uint32Array)).toEqual(Array.from(want.qk));
         expect(Array.from((await km.sz.toHost()) as Uint32Array)).toEqual(Array.from(want.sz));
+        const runs = new VariantRuns(`K-major GEMV ${specName(spec)} N=${N} K=${K}`);
         for (let M = 1; M <= 8; M++) {
           const x = randomF32(M * K, M * 13 + N + K);
           const ref = matmulRef(x, wdq, M, N, K);
           for (const variant of KMAJOR_VARIANTS) {
-            if (variantUnavailable(gpu, variant, spec, M, "f32")) continue;
+            if (!runs.take(variant, variantUnavailable(gpu, variant, spec, M, "f32"))) continue;
             const { y, used } = await run(variant, x, M, w);
             expect(used).toBe(variant);
             const err = relError(y, ref);
@@ -89,6 +91,7 @@ describe("K-major GEMV y = x · dequant(W)ᵀ", async () => {
             expect(err, `${variant} M=${M} N=${N} K=${K} ${specName(spec)}`).toBeLessThanOrEqual(TOL[variant]);
           }
         }
+        runs.check();
         expect(await prepareKMajor(ctx, w)).toBe(km); // cached: repacked once
         destroyPacked(w);
         expect(hasKMajor(w)).toBe(false);
@@ -117,14 +120,16 @@ describe("K-major GEMV y = x · dequant(W)ᵀ", async () => {
     expect(auto.used).toBe(cpu ? "kmajor" : chooseVariant(gpu, spec, 3, "f32"));
     expect(relError(auto.y, ref)).toBeLessThanOrEqual(cpu ? 1e-5 : 1e-2);
     expect(hasKMajor(w)).toBe(cpu);
+    const runs = new VariantRuns("K-major M=37");
     for (const variant of KMAJOR_VARIANTS) {
       // Any M runs (ceil(M / 4) slices).
       const M = 37;
-      if (variantUnavailable(gpu, variant, spec, M, "f32")) continue;
+      if (!runs.take(variant, variantUnavailable(gpu, variant, spec, M, "f32"))) continue;
       const xs = randomF32(M * 256, 7);
       const big = await run(variant, xs, M, w);
       expect(relError(big.y, matmulRef(xs, dequantizeRef(packed), M, 64, 256)), `${variant} M=37`).toBeLessThanOrEqual(TOL[variant]);
     }
+    runs.check();
     expect(variantUnavailable(gpu, "kmajor_dp4a", quantSpec(4, 64, 256, 64, false), 1, "f32") ?? "").not.toMatch(/group size/);
     expect(variantUnavailable(gpu, "kmajor_dp4a", quantSpec(4, 64, 256, 8, false), 1, "f32")).toBeTruthy();
     await expect(run("kmajor", x, 3, w, { maxWindowBytes: 4096 })).rejects.toThrow(/maxWindowBytes/);
@@ -142,14 +147,16 @@ describe("K-major GEMV y = x · dequant(W)ᵀ", async () => {
     const wt = GpuTensor.fromHost(gpu, randomF32(N * K, 3), [N, K], "f32", "w.nan");
     const w = await quantizeRtn(ctx, wt, { bits: 4, groupSize: 32 });
     const wdq = dequantizeRef(quantizePackRef((await wt.toHost()) as Float32Array, quantSpec(4, N, K, 32, false)));
+    const runs = new VariantRuns("K-major NaN propagation");
     for (const variant of KMAJOR_VARIANTS) {
-      if (variantUnavailable(gpu, variant, w, 2, "f32")) continue;
+      if (!runs.take(variant, variantUnavailable(gpu, variant, w, 2, "f32"))) continue;
       const x = randomF32(2 * K, 4);
       x[K + 100] = NaN;
       const { y } = await run(variant, x, 2, w);
       expect(y.slice(N).every(Number.isNaN), `${variant}: row 1 must be NaN`).toBe(true);
       expect(relError(y.slice(0, N), matmulRef(x.slice(0, K), wdq, 1, N, K)), `${variant}: row 0 is unaffected`).toBeLessThanOrEqual(TOL[variant]);
     }
+    runs.check();
     wt.destroy();
     destroyPacked(w);
     expect(gpu.stats.liveBytes).toBe(base);

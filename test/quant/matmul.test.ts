@@ -20,6 +20,7 @@ import { f16ArrayToF32, f32ArrayToF16 } from "../../src/ref/f16.ts";
 import { matmulRef } from "../../src/ref/matmul.ts";
 import { dequantizeRef, quantizePackRef } from "../../src/ref/quant.ts";
 import { gpuContext, randomF32, relError } from "../helpers/gpu.ts";
+import { VariantRuns } from "../helpers/variants.ts";
 
 const TOL: Record<QMatmulVariant, number> = { tiled: 1e-5, subgroup: 1e-5, tiled_f16: 1e-3, dp4a: 1e-2 };
 
@@ -58,10 +59,11 @@ describe("qmatmul y = x · dequant(W)ᵀ", async () => {
           const packed = quantizePackRef(wf, spec);
           const wdq = dequantizeRef(packed);
           const w = uploadPacked(gpu, packed, "w");
+          const runs = new VariantRuns(`qmatmul ${specName(spec)} N=${N} K=${K}`);
           for (const M of [1, 3, 8, 17, 37]) {
             const x = randomF32(M * K, M * 31 + N + K);
             for (const variant of QMATMUL_VARIANTS) {
-              if (variantUnavailable(gpu, variant, spec, M, variant === "tiled_f16" ? "f16" : "f32")) continue;
+              if (!runs.take(variant, variantUnavailable(gpu, variant, spec, M, variant === "tiled_f16" ? "f16" : "f32"))) continue;
               const { y, ref } = await run(variant, x, M, w, wdq);
               const err = relError(y, ref);
               const key = `${variant} ${specName(spec)}`;
@@ -69,6 +71,7 @@ describe("qmatmul y = x · dequant(W)ᵀ", async () => {
               expect(err, `${variant} M=${M} N=${N} K=${K} ${specName(spec)}`).toBeLessThanOrEqual(TOL[variant]);
             }
           }
+          runs.check();
           destroyPacked(w);
           expect(gpu.stats.liveBytes).toBe(base);
         });
@@ -94,8 +97,9 @@ describe("qmatmul y = x · dequant(W)ᵀ", async () => {
     const packed = quantizePackRef(randomF32(40 * 172, 3), spec);
     const w = uploadPacked(gpu, packed, "w");
     const wdq = dequantizeRef(packed);
+    const runs = new VariantRuns("qmatmul NaN propagation");
     for (const variant of QMATMUL_VARIANTS) {
-      if (variantUnavailable(gpu, variant, spec, 2, variant === "tiled_f16" ? "f16" : "f32")) continue;
+      if (!runs.take(variant, variantUnavailable(gpu, variant, spec, 2, variant === "tiled_f16" ? "f16" : "f32"))) continue;
       const x = randomF32(2 * 172, 4);
       x[172 + 100] = NaN;
       const { y, ref } = await run(variant, x, 2, w, wdq);
@@ -103,6 +107,7 @@ describe("qmatmul y = x · dequant(W)ᵀ", async () => {
       expect(relError(y.slice(0, 40), ref.slice(0, 40)), `${variant}: row 0 is unaffected`).toBeLessThanOrEqual(TOL[variant]);
       expect(relError(y, ref)).toBe(Infinity); // and the error measure can never pass it
     }
+    runs.check();
     destroyPacked(w);
     expect(gpu.stats.liveBytes).toBe(base);
   });
@@ -115,12 +120,14 @@ describe("qmatmul y = x · dequant(W)ᵀ", async () => {
     const w = await quantizeRtn(ctx, wt, { bits: 4, groupSize: 64 }); // the GPU quantizer feeds the kernels directly
     const packed = quantizePackRef((await wt.toHost()) as Float32Array, spec);
     const wdq = dequantizeRef(packed);
+    const runs = new VariantRuns("qmatmul in row windows");
     for (const [variant, M] of [["tiled", 17], ["tiled", 3], ["subgroup", 3], ["dp4a", 3], ["tiled_f16", 5]] as const) {
-      if (variantUnavailable(gpu, variant, spec, M, variant === "tiled_f16" ? "f16" : "f32")) continue;
+      if (!runs.take(`${variant} M=${M}`, variantUnavailable(gpu, variant, spec, M, variant === "tiled_f16" ? "f16" : "f32"))) continue;
       const x = randomF32(M * K, 9);
       const { y, ref } = await run(variant, x, M, w, wdq, { maxWindowBytes: 4096 }); // 4 KiB: ~27 windows
       expect(relError(y, ref), `${variant} M=${M} in windows`).toBeLessThanOrEqual(TOL[variant]);
     }
+    runs.check();
     wt.destroy();
     destroyPacked(w);
   });

@@ -1,11 +1,11 @@
 // report.html renders in headless Chromium without errors, with its charts (playwright-core drives
 // the system's chromium, installed by scripts/setup; WGQ_CHROMIUM overrides the path).
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { chromium } from "playwright-core";
 import { reportHtml } from "../../src/quant/report.ts";
 import type { QuantizeReport } from "../../src/quant/quantize.ts";
@@ -39,9 +39,11 @@ const report: QuantizeReport = {
   },
 };
 
+const dir = mkdtempSync(join(tmpdir(), "wgq-report-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
 describe("report.html", () => {
   it("opens in headless Chromium without errors and draws its charts", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "wgq-report-"));
     const file = join(dir, "report.html");
     writeFileSync(file, reportHtml(report));
     const browser = await chromium.launch({

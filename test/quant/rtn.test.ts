@@ -75,6 +75,12 @@ describe("rtn quantizers", async () => {
   });
 
   it("dequantized weights stay within half a step (plus the f16 rounding of the scale) of the originals", () => {
+    // The step is computed here from the original weights by the documented rule (asym:
+    // max((max − min) / 15, 1e-5); sym int4: max|w| / 7; int8: max|w| / 127), not taken from the
+    // quantizer: the stored f16 scale must be that step rounded to f16 (half an f16 ulp: 2^-11
+    // relative, 2^-25 absolute for subnormal scales; 2^-24 more for the f32 subtraction max − min),
+    // and every dequantized weight must be within half a step of the original, plus the clipping
+    // of the extreme level by `levels` times the scale's rounding.
     for (const spec of [quantSpec(4, 9, 172, 32, false), quantSpec(4, 9, 172, 64, true), quantSpec(8, 9, 172, undefined, true)]) {
       const w = weights(spec.N, spec.K, 11);
       const p = quantizePackRef(w, spec);
@@ -83,23 +89,37 @@ describe("rtn quantizers", async () => {
       const ng = groupsPerRow(spec);
       const G = spec.bits === 8 ? spec.K : spec.G;
       const levels = spec.bits === 8 ? 127 : spec.sym ? 7 : 15;
-      let worst = 0;
+      let worst = 0, worstScale = 0, checked = 0, zeroScale = 0;
       for (let n = 0; n < spec.N; n++) {
-        for (let k = 0; k < spec.K; k++) {
-          const s = f16BitsToF32(c.scales[n * ng + Math.floor(k / G)]);
-          const i = n * spec.K + k;
-          if (s === 0) {
-            // max|w| / levels is below half the smallest f16 (2^-25): the row/group quantizes to 0.
-            expect(dq[i]).toBe(0);
-            expect(Math.abs(w[i])).toBeLessThanOrEqual(2 ** -25 * levels);
-            continue;
+        for (let g = 0; g < ng; g++) {
+          const k0 = g * G, k1 = Math.min(k0 + G, spec.K);
+          let mn = Infinity, mx = -Infinity;
+          for (let k = k0; k < k1; k++) {
+            mn = Math.min(mn, w[n * spec.K + k]);
+            mx = Math.max(mx, w[n * spec.K + k]);
           }
-          // Rounding costs half a step; the extreme level can clip by levels × the scale's own
-          // rounding error (half an f16 ulp: 2^-11 relative, coarser for subnormal scales).
-          const ulp = Math.max(2 ** -24, 2 ** (Math.floor(Math.log2(s)) - 10));
-          worst = Math.max(worst, Math.abs(w[i] - dq[i]) / (0.5 * s + (levels * ulp) / 2));
+          const step = spec.sym ? Math.max(Math.abs(mn), Math.abs(mx)) / levels : Math.max((mx - mn) / levels, 1e-5);
+          const ds = step * (2 ** -11 + 2 ** -23) + 2 ** -25; // |stored scale − step| allowed
+          const s = f16BitsToF32(c.scales[n * ng + g]);
+          worstScale = Math.max(worstScale, Math.abs(s - step) / ds);
+          const bound = 0.5 * (step + ds) + levels * ds;
+          for (let k = k0; k < k1; k++) {
+            const i = n * spec.K + k;
+            if (s === 0) {
+              // max|w| / levels is below half the smallest f16 (2^-25): the row/group quantizes to 0.
+              expect(dq[i]).toBe(0);
+              expect(Math.abs(w[i])).toBeLessThanOrEqual(2 ** -25 * levels);
+              zeroScale++;
+            }
+            worst = Math.max(worst, Math.abs(w[i] - dq[i]) / bound);
+            checked++;
+          }
         }
       }
+      console.log(`${specName(spec)}: ${checked} weights checked (${zeroScale} in all-zero groups), worst error ${worst.toFixed(3)} of the bound, worst scale deviation ${worstScale.toFixed(3)} of an f16 rounding`);
+      expect(checked).toBe(spec.N * spec.K);
+      expect(zeroScale, "most groups have a non-zero scale").toBeLessThan(checked / 2);
+      expect(worstScale, `${specName(spec)}: stored scale vs the step computed from the weights`).toBeLessThanOrEqual(1);
       expect(worst, specName(spec)).toBeLessThanOrEqual(1);
     }
   });

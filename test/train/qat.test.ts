@@ -13,6 +13,7 @@ import { packTrained } from "../../src/train/export.ts";
 import { qatBlockwise, qatEndToEnd, type QatOptions } from "../../src/train/qat.ts";
 import { QatModel } from "../../src/train/qat_model.ts";
 import { gpuContext, rng } from "../helpers/gpu.ts";
+import { linearShapes, rel, rtnModel, scoreWindows } from "../helpers/reference.ts";
 
 const config = parseConfig({
   model_type: "llama", architectures: ["LlamaForCausalLM"], hidden_size: 32, intermediate_size: 48,
@@ -89,8 +90,17 @@ describe("QAT", async () => {
 
   it("e2e training (200 steps; step sizes, zero points and weights) lowers the held-out loss of an int4 model", async () => {
     const r = await qatEndToEnd(ctx, config, read, stream(3000, 1), stream(400, 2), { ...base, trainWeights: true, learnZero: true, steps: 200, lr: 3e-3, lrWeights: 3e-3, evalEvery: 100 });
-    console.log(`held-out loss ${r.heldOut!.before.toFixed(4)} -> ${r.heldOut!.best.toFixed(4)} (step ${r.heldOut!.bestStep}) in ${r.seconds.toFixed(1)} s`);
+    // The held-out loss before training, computed here: the cross-entropy of the RTN int4 g16
+    // starting point (float64 CPU forward) over the held-out windows of 16 inputs + 16 targets
+    // (17 tokens, stride 16), every position scored.
+    const hold = stream(400, 2);
+    const wins: number[][] = [];
+    for (let i = 0; i + 17 <= hold.length; i += 16) wins.push(hold.slice(i, i + 17));
+    const before = Math.log(scoreWindows(config, rtnModel(weights, config, { bits: 4, G: 16, sym: false }, linearShapes(config)), wins).ppl);
+    console.log(`held-out loss ${r.heldOut!.before.toFixed(4)} (reference ${before.toFixed(4)}) -> ${r.heldOut!.best.toFixed(4)} (step ${r.heldOut!.bestStep}) in ${r.seconds.toFixed(1)} s`);
+    expect(rel(r.heldOut!.before, before)).toBeLessThan(1e-5);
     expect(r.heldOut!.best).toBeLessThan(0.8 * r.heldOut!.before);
+    expect(r.heldOut!.best).toBeLessThan(0.8 * before);
     const first = r.curve.filter((p) => p.step >= 1 && p.step <= 20).map((p) => p.loss);
     const last = r.curve.slice(-20).map((p) => p.loss);
     const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;

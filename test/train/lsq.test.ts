@@ -6,8 +6,18 @@ import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { lsqBackwardRef, lsqForwardRef, lsqInitRef, lsqSurrogateRef, type LsqRefShape } from "../../src/ref/train.ts";
-import { lsqBackward, lsqForward, lsqGroups, lsqInit, lsqMaxq } from "../../src/train/lsq.ts";
+import { lsqBackward, lsqForward, lsqInit } from "../../src/train/lsq.ts";
 import { gpuContext, randomF32, relError, rng } from "../helpers/gpu.ts";
+
+/** The largest level, defined here: asym 0 .. 2^bits − 1, sym −2^(bits−1) .. 2^(bits−1) − 1. */
+function lsqMaxq(sh: { bits: number; sym: boolean }): number {
+  return sh.sym ? 2 ** (sh.bits - 1) - 1 : 2 ** sh.bits - 1;
+}
+
+/** Groups per row: ceil(K / G), one group when G >= K. */
+function lsqGroups(K: number, G: number): number {
+  return Math.ceil(K / Math.min(G, K));
+}
 
 function levels(sh: LsqRefShape): { lo: number; hi: number } {
   const maxq = lsqMaxq(sh);

@@ -12,6 +12,12 @@
 //          block is fed the fp block output.
 // The result is the trained W, s and z of every linear, which export.ts packs into the same
 // format as the quantization core (scales rounded to f16, zero points integers).
+//
+// With `checkpoint`, progress is saved to a state folder (qat_checkpoint.ts): e2e every `every`
+// steps and when training ends (parameters, AdamW moments and step, the draws made, the held-out
+// best state and score, patience counter, loss curve); block mode after every block (its trained
+// linears and the next block's input). A resumed run restores it and continues bit for bit as if
+// it had never stopped.
 
 import { UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
@@ -21,6 +27,10 @@ import type { LlamaConfig } from "../model/config.ts";
 import { embedding } from "../nn/embedding.ts";
 import { rng } from "../ref/random.ts";
 import { adamwStep, clipFactor, gradNorm, learningRate, type AdamWTensors } from "./adamw.ts";
+import {
+  announce, curveFromSaved, curveToSaved, loadCheckpoint, saveManifest, tokensHash, writeTensors,
+  type FileEntry, type LoadedCheckpoint, type QatCheckpoint, type Setting, type TensorSource,
+} from "./qat_checkpoint.ts";
 import { QatModel, ROLES, type QatSpec, type ReadF32 } from "./qat_model.ts";
 
 export interface QatOptions extends QatSpec {
@@ -50,6 +60,26 @@ export interface QatOptions extends QatSpec {
    * until the next call). The loss is then KL(fp || model) per token instead of cross-entropy.
    */
   teacher?: (ids: Uint32Array, seq: number) => Promise<GpuTensor>;
+  /** Save progress there, and continue from it when `resumed` (see qat_checkpoint.ts). */
+  checkpoint?: QatCheckpoint;
+}
+
+/**
+ * The options a resumed run must share with the interrupted one (by CLI option name): everything
+ * that changes the trajectory of training. The data (token hashes) and the caller's settings
+ * (model, training text, init) are added by the training functions and the caller.
+ */
+export function qatSettings(o: QatOptions, layers?: number[]): Record<string, Setting> {
+  const s: Record<string, Setting> = {
+    "--mode": o.mode, "--bits": o.bits, "--group-size": o.groupSize, "--sym": o.sym,
+    "--trainable": o.trainWeights ? "all" : "scales", "--learn-zero": !!o.learnZero && !o.sym,
+    "--steps": o.steps, "--lr": o.lr, "--batch": o.batch, [o.mode === "e2e" ? "--seq-len" : "--calib-seq-len"]: o.seqLen,
+    "--warmup": o.warmup, "--schedule": o.schedule, "--clip-norm": o.clipNorm, "--seed": o.seed,
+  };
+  if (o.trainWeights) Object.assign(s, { "--lr-weights": o.lrWeights, "--weight-decay": o.weightDecay });
+  if (o.mode === "e2e") Object.assign(s, { "--eval-every": o.evalEvery, "--patience": o.patience, "--loss": o.teacher ? "kd" : "ce" });
+  else s["--layers"] = layers ? layers.join(",") : "all";
+  return s;
 }
 
 export interface StepInfo {
@@ -103,14 +133,31 @@ function batchOf(windows: Uint32Array[], L: number): { ids: Uint32Array; targets
 }
 
 class Optimizer {
-  readonly states: (AdamWTensors & { weight: boolean })[] = [];
+  readonly states: (AdamWTensors & { weight: boolean; name: string })[] = [];
   step = 0;
   constructor(readonly ctx: GpuContext, params: { p: GpuTensor; g: GpuTensor; name: string }[]) {
     for (const { p, g, name } of params) {
       const m = GpuTensor.empty(ctx.gpu, [p.numel], "f32", `${name}.adam_m`);
       const v = GpuTensor.empty(ctx.gpu, [p.numel], "f32", `${name}.adam_v`);
-      this.states.push({ param: p, grad: g, m, v, weight: name.endsWith(".weight") });
+      this.states.push({ param: p, grad: g, m, v, weight: name.endsWith(".weight"), name });
     }
+  }
+  /** The trained tensors and both moments of each, for a checkpoint. */
+  tensors(): TensorSource[] {
+    return this.states.flatMap((s) => [
+      { name: s.name, data: () => host(s.param) },
+      { name: `${s.name}.m`, data: () => host(s.m) },
+      { name: `${s.name}.v`, data: () => host(s.v) },
+    ]);
+  }
+  /** Restores what tensors() saved, and the step counter. */
+  restore(ck: LoadedCheckpoint, role: string, step: number): void {
+    for (const s of this.states) {
+      s.param.write(ck.tensor(role, s.name));
+      s.m.write(ck.tensor(role, `${s.name}.m`));
+      s.v.write(ck.tensor(role, `${s.name}.v`));
+    }
+    this.step = step;
   }
   async update(o: QatOptions, total: number): Promise<number> {
     this.step++;
@@ -129,6 +176,35 @@ class Optimizer {
       s.v.destroy();
     }
   }
+}
+
+async function host(t: GpuTensor): Promise<Float32Array> {
+  return (await t.toHost()) as Float32Array;
+}
+
+/** The tensors of trained linears for a checkpoint (w only when it is trained). */
+function linearTensors(ls: Iterable<TrainedLinear>, withW: boolean): TensorSource[] {
+  const out: TensorSource[] = [];
+  for (const t of ls) {
+    const ng = t.s.length / t.N;
+    out.push({ name: `${t.name}.s`, shape: [t.N, ng], data: async () => t.s }, { name: `${t.name}.z`, shape: [t.N, ng], data: async () => t.z });
+    if (withW) out.push({ name: `${t.name}.w`, shape: [t.N, t.K], data: async () => t.w });
+  }
+  return out;
+}
+
+/** Trained linears back from a checkpoint file: `w` from the file, or given (the untrained W). */
+async function linearsFrom(ck: LoadedCheckpoint, role: string, w: (name: string) => Promise<Float32Array | undefined>): Promise<Map<string, TrainedLinear>> {
+  const out = new Map<string, TrainedLinear>();
+  for (const e of ck.entries(role)) {
+    if (!e.name.endsWith(".s")) continue;
+    const name = e.name.slice(0, -2);
+    const weight = ck.has(role, `${name}.w`) ? ck.tensor(role, `${name}.w`) : await w(name);
+    if (!weight) throw new UsageError(`the checkpoint in ${ck.dir} has no weight for ${name}`, "rerun without --resume to start over");
+    const N = e.shape?.[0] ?? 0;
+    out.set(name, { name, N, K: weight.length / N, w: weight, s: ck.tensor(role, `${name}.s`), z: ck.tensor(role, `${name}.z`) });
+  }
+  return out;
 }
 
 async function readLoss(t: GpuTensor): Promise<number> {
@@ -168,11 +244,15 @@ export async function qatEndToEnd(ctx: GpuContext, c: LlamaConfig, read: ReadF32
   const hold = tokenWindows(heldOut, L);
   if (wins.length < o.batch) throw new UsageError(`the training text gives ${wins.length} windows of ${L + 1} tokens; --batch ${o.batch} needs more`, "give more text or lower --seq-len / --batch");
   if (hold.length < 1) throw new UsageError(`the held-out split gives no window of ${L + 1} tokens`, "give more text or lower --seq-len");
+  const ck = o.checkpoint;
+  const settings = ck ? { ...ck.settings, ...qatSettings(o), "training tokens": tokensHash(train, heldOut) } : {};
+  const saved = await loadCheckpoint(ck, "e2e", settings);
   const model = await QatModel.create(ctx, c, read, o);
   const opt = new Optimizer(ctx, model.linears().flatMap((li) => li.params()));
   const lossT = GpuTensor.empty(ctx.gpu, [2], "f32", "qat.loss");
   const rand = rng(o.seed);
   const curve: CurvePoint[] = [];
+  const every = ck?.every ?? o.evalEvery;
   try {
     const evalHeldOut = async () => {
       let nll = 0, n = 0;
@@ -189,12 +269,53 @@ export async function qatEndToEnd(ctx: GpuContext, c: LlamaConfig, read: ReadF32
       }
       return nll / n;
     };
-    const before = await evalHeldOut();
-    let best = before, bestStep = 0, since = 0;
-    let bestState = await snapshot(model);
-    curve.push({ block: null, step: 0, loss: NaN, held_out: before });
-    for (let step = 1; step <= o.steps; step++) {
+    let before: number, best: number, bestStep: number, since: number;
+    let bestState: Map<string, TrainedLinear>;
+    let first = 1, draws = 0, done = false;
+    /** The held-out best state's file in the last checkpoint, and its step. */
+    let bestFile: FileEntry | null = null, bestFileStep = -1;
+    if (saved) {
+      const m = saved.manifest;
+      before = m.before!;
+      best = m.best!;
+      bestStep = m.bestStep!;
+      since = m.since!;
+      done = !!m.done;
+      first = m.step! + 1;
+      curve.push(...curveFromSaved(m.curve));
+      if (!done) opt.restore(saved, "state", m.optStep!);
+      draws = m.draws;
+      for (let i = 0; i < draws; i++) rand();
+      const held = new Map(model.linears().map((li) => [li.name, li.w]));
+      bestState = await linearsFrom(saved, "best", async (n) => (held.has(n) ? host(held.get(n)!) : undefined));
+      bestFile = m.files.best;
+      bestFileStep = bestStep;
+      announce(ck!, done ? `QAT had finished at step ${m.step}; exporting its held-out best state (step ${bestStep})` : `continuing QAT from step ${m.step} of ${o.steps}`);
+    } else {
+      before = await evalHeldOut();
+      best = before;
+      bestStep = 0;
+      since = 0;
+      bestState = await snapshot(model);
+      curve.push({ block: null, step: 0, loss: NaN, held_out: before });
+    }
+    const save = async (step: number, finished: boolean) => {
+      if (!ck) return;
+      const files: Record<string, FileEntry> = {};
+      if (!finished) files.state = await writeTensors(ck.dir, `state-${step}.bin`, opt.tensors());
+      if (!bestFile || bestFileStep !== bestStep) {
+        bestFile = await writeTensors(ck.dir, `best-${bestStep}.bin`, linearTensors(bestState.values(), o.trainWeights));
+        bestFileStep = bestStep;
+      }
+      files.best = bestFile;
+      await saveManifest(ck.dir, {
+        mode: "e2e", settings, draws, curve: curveToSaved(curve), files,
+        step, optStep: opt.step, before, best, bestStep, since, done: finished,
+      });
+    };
+    for (let step = first; !done && step <= o.steps; step++) {
       const pick = Array.from({ length: o.batch }, () => wins[Math.floor(rand() * wins.length)]);
+      draws += o.batch;
       const { ids, targets } = batchOf(pick, L);
       const teacher = o.teacher ? await o.teacher(ids, L) : undefined;
       const b = new CommandBatch(ctx.gpu, "qat.step");
@@ -220,7 +341,10 @@ export async function qatEndToEnd(ctx: GpuContext, c: LlamaConfig, read: ReadF32
       }
       curve.push(point);
       o.onStep?.({ block: null, step, steps: o.steps, loss, lr, heldOut: heldOutLoss });
-      if (o.patience > 0 && since >= o.patience) break;
+      const stop = o.patience > 0 && since >= o.patience;
+      if (stop || step === o.steps) await save(step, true);
+      else if (every > 0 && step % every === 0) await save(step, false);
+      if (stop) break;
     }
     return { linears: bestState, curve, heldOut: { before, best, bestStep }, seconds: (performance.now() - t0) / 1000 };
   } finally {
@@ -247,8 +371,27 @@ export async function qatBlockwise(ctx: GpuContext, c: LlamaConfig, read: ReadF3
   const curve: CurvePoint[] = [];
   const linears = new Map<string, TrainedLinear>();
   const rand = rng(o.seed);
-  let X = GpuTensor.empty(gpu, [T, H], "f32", "qat.block_in");
-  {
+  const ck = o.checkpoint;
+  const settings = ck ? { ...ck.settings, ...qatSettings(o, layers), "calibration tokens": tokensHash(calib) } : {};
+  const saved = await loadCheckpoint(ck, "block", settings);
+  const blockFiles: Record<string, FileEntry> = {};
+  let first = 0, draws = 0;
+  let X: GpuTensor;
+  if (saved) {
+    const m = saved.manifest;
+    first = m.block! + 1;
+    draws = m.draws;
+    for (let i = 0; i < draws; i++) rand();
+    curve.push(...curveFromSaved(m.curve));
+    for (const [role, f] of Object.entries(m.files)) {
+      if (!role.startsWith("block-")) continue;
+      blockFiles[role] = f;
+      for (const [k, v] of await linearsFrom(saved, role, (n) => read(`${n}.weight`))) linears.set(k, v);
+    }
+    X = GpuTensor.fromHost(gpu, saved.tensor("x", "x"), [T, H], "f32", "qat.block_in");
+    announce(ck!, `continuing QAT after block ${m.block} of ${c.numLayers}`);
+  } else {
+    X = GpuTensor.empty(gpu, [T, H], "f32", "qat.block_in");
     const E = GpuTensor.fromHost(gpu, await read("model.embed_tokens.weight"), [c.vocabSize, H], "f32", "qat.embed");
     const ids = GpuTensor.fromHost(gpu, calib, [T], "u32", "qat.calib");
     const b = new CommandBatch(gpu, "qat.embed");
@@ -259,7 +402,7 @@ export async function qatBlockwise(ctx: GpuContext, c: LlamaConfig, read: ReadF3
   const model = await QatModel.create(ctx, c, read, o, { layers: [], withHead: false });
   try {
     const todo = layers ?? Array.from({ length: c.numLayers }, (_, i) => i);
-    for (let l = 0; l < c.numLayers && l <= Math.max(...todo); l++) {
+    for (let l = first; l < c.numLayers && l <= Math.max(...todo); l++) {
       // fp targets: the block with W' = W (no quantization)
       model.setBlock(l, await QatModel.block(ctx, c, read, o, l));
       const blk = model.blocks[l]!;
@@ -279,6 +422,7 @@ export async function qatBlockwise(ctx: GpuContext, c: LlamaConfig, read: ReadF3
           for (let step = 1; step <= o.steps; step++) {
             // a mini-batch of whole sequences: copy them into contiguous views
             const pick = Array.from({ length: o.batch }, () => Math.floor(rand() * nSeq));
+            draws += o.batch;
             const xb = GpuTensor.empty(gpu, [o.batch * L, H], "f32", "qat.xb");
             const yb = GpuTensor.empty(gpu, [o.batch * L, H], "f32", "qat.yb");
             const b = new CommandBatch(gpu, "qat.block_step");
@@ -304,6 +448,15 @@ export async function qatBlockwise(ctx: GpuContext, c: LlamaConfig, read: ReadF3
       model.setBlock(l, null);
       X.destroy();
       X = Y;
+      if (ck) {
+        const prefix = `model.layers.${l}.`;
+        if (todo.includes(l)) {
+          blockFiles[`block-${l}`] = await writeTensors(ck.dir, `block-${l}.bin`, linearTensors([...linears.values()].filter((t) => t.name.startsWith(prefix)), o.trainWeights));
+        }
+        const x = X;
+        const files = { ...blockFiles, x: await writeTensors(ck.dir, `x-${l}.bin`, [{ name: "x", shape: [T, H], data: () => host(x) }]) };
+        await saveManifest(ck.dir, { mode: "block", settings, draws, curve: curveToSaved(curve), files, block: l });
+      }
     }
     return { linears, curve, seconds: (performance.now() - t0) / 1000, peakBytes: gpu.stats.peakBytes };
   } finally {

@@ -1,11 +1,14 @@
 // cli/commands/qat.ts — `wgq qat`: quantization-aware training (src/train/qat.ts) from an RTN or AWQ
 // starting point, saved in webgpu-quant's packed format with the loss curve in report.json/.html.
 
+import { createHash } from "node:crypto";
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
 import { Command, Option } from "commander";
 import { UsageError } from "../../errors.ts";
 import { createContext } from "../../gpu/context.ts";
 import { packCalibrationFallback, readDocuments, tokenizeDocuments } from "../../io/data.ts";
-import { guardOutput, type AtomicOutput } from "../../io/output.ts";
+import { guardOutput, realPathOf, type AtomicOutput } from "../../io/output.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { loadConfig, type LlamaConfig } from "../../model/config.ts";
 import { LlamaModel } from "../../model/llama.ts";
@@ -13,7 +16,8 @@ import { awqTransform, type AwqBlockReport } from "../../quant/awq.ts";
 import type { HostPackedWeight, QuantBits } from "../../quant/formats.ts";
 import { quantizeModel, updateReport } from "../../quant/quantize.ts";
 import { packTrained } from "../../train/export.ts";
-import { qatBlockwise, qatEndToEnd, type QatOptions, type QatResult } from "../../train/qat.ts";
+import { qatBlockwise, qatEndToEnd, qatSettings, type QatOptions, type QatResult } from "../../train/qat.ts";
+import { checkCheckpoint, type QatCheckpoint, type Setting } from "../../train/qat_checkpoint.ts";
 import { checkContextLength, floatOption, intOption, progressLine } from "../util.ts";
 
 interface QatCliOptions {
@@ -21,7 +25,20 @@ interface QatCliOptions {
   mode: "e2e" | "block"; train: string; holdout: number; steps: number; lr: number; lrWeights: number;
   trainable: "scales" | "all"; batch: number; seqLen: number; warmup: number; schedule: "cosine" | "linear" | "constant";
   clipNorm: number; weightDecay: number; seed: number; evalEvery: number; patience: number;
-  samples: number; calibSeqLen: number; loss: "ce" | "kd"; learnZero?: boolean; layers?: string; force?: boolean; resume?: boolean; allowLongContext?: boolean; quiet?: boolean; json?: boolean;
+  samples: number; calibSeqLen: number; loss: "ce" | "kd"; learnZero?: boolean; layers?: string; force?: boolean; resume?: boolean; checkpointEvery?: number;
+  allowLongContext?: boolean; quiet?: boolean; json?: boolean;
+}
+
+/** The model folder's identity for a resume: its real path and its files' sizes and times (config.json by content). */
+async function modelFingerprint(dir: string): Promise<string> {
+  const real = realPathOf(dir);
+  const h = createHash("sha256");
+  for (const f of (await fsp.readdir(real)).sort()) {
+    if (f !== "config.json" && !f.endsWith(".safetensors") && !f.endsWith(".safetensors.index.json")) continue;
+    const st = await fsp.stat(path.join(real, f));
+    h.update(`${f}:${st.size}:${f === "config.json" ? await fsp.readFile(path.join(real, f), "utf8") : st.mtimeMs}\n`);
+  }
+  return `${real} (${h.digest("hex").slice(0, 12)})`;
 }
 
 export function qatCommand(): Command {
@@ -55,7 +72,8 @@ export function qatCommand(): Command {
     .option("--layers <list>", "block mode: train only these blocks (e.g. 0 or 0,3); the others keep their initial step sizes")
     .option("--seed <n>", "seed of batch and calibration draws", intOption("--seed", 0), 42)
     .option("--force", "replace an existing output folder that wgq wrote (never anything else)")
-    .option("--resume", "continue an interrupted run into the same --out from its last saved checkpoint")
+    .option("--resume", "continue an interrupted run into the same --out from its last saved checkpoint (same settings; the result is the same as an uninterrupted run's)")
+    .option("--checkpoint-every <n>", "e2e: save resumable progress every n steps (default: --eval-every; 0: only when training ends); block mode saves after every block", intOption("--checkpoint-every", 0))
     .option("--allow-long-context", "allow --seq-len / --calib-seq-len beyond the model's max_position_embeddings")
     .option("--json", "print the report as one JSON object")
     .option("--quiet", "no progress output")
@@ -87,21 +105,10 @@ export function qatCommand(): Command {
       let awqBlocks: AwqBlockReport[] = [];
       let result: QatResult | null = null;
       let peakBytes = 0;
-      const transform = async (c: LlamaConfig, readCk: (n: string) => Promise<Float32Array>, _out: AtomicOutput) => {
-        // starting weights: the checkpoint, or AWQ's scaled and clipped weights (norms folded)
-        let init = new Map<string, Float32Array>();
-        if (o.init === "awq") {
-          const phase = progressLine(quiet ? null : "awq");
-          const r = await awqTransform(ctx, c, readCk, {
-            bits, groupSize, sym, tokens: calib().tokens, seqLen: o.calibSeqLen, onProgress: (d, n, detail) => phase?.(d, n, detail),
-          });
-          awqBlocks = r.blocks;
-          init = r.weights;
-        }
-        const read = async (n: string) => init.get(n) ?? (await readCk(n));
+      const transform = async (c: LlamaConfig, readCk: (n: string) => Promise<Float32Array>, output: AtomicOutput) => {
         const layers = o.layers ? o.layers.split(",").map((s) => Number(s)) : undefined;
         if (layers?.some((l) => !Number.isInteger(l) || l < 0 || l >= c.numLayers)) throw new UsageError(`--layers must list blocks 0..${c.numLayers - 1} (got ${o.layers})`);
-        const bar = progressLine(quiet ? null : "qat");
+        let bar: ReturnType<typeof progressLine> = null;
         let best = Infinity;
         const opts: QatOptions = {
           bits, groupSize, sym, trainWeights: o.trainable === "all", learnZero: !!o.learnZero, mode: o.mode, steps: o.steps, lr: o.lr, lrWeights: o.lrWeights,
@@ -115,6 +122,32 @@ export function qatCommand(): Command {
             bar?.(done, total, `${where}step ${p.step} loss ${p.loss.toFixed(4)}${Number.isFinite(best) ? ` held-out best ${best.toFixed(4)}` : ""}`);
           },
         };
+        // resumable progress: what else must match (the QAT options are added by qat.ts)
+        const settings: Record<string, Setting> = {
+          "--model": await modelFingerprint(o.model),
+          "--train": `sha256 ${createHash("sha256").update(docs.map((d) => d.text).join("\0")).digest("hex").slice(0, 16)}`,
+          "--init": o.init,
+        };
+        if (o.mode === "e2e") settings["--holdout"] = o.holdout;
+        if (o.mode === "block" || o.init === "awq") Object.assign(settings, { "--samples": o.samples, "--calib-seq-len": o.calibSeqLen });
+        const checkpoint: QatCheckpoint = { dir: await output.state(), resumed: output.resumed, every: o.checkpointEvery, settings };
+        if (o.resume && !output.resumed) process.stderr.write(`resume: no interrupted run into ${o.out} was found; training starts from step 0\n`);
+        // refuse a mismatching resume before any work
+        await checkCheckpoint(checkpoint, { ...settings, ...qatSettings(opts, layers), ...(o.mode === "e2e" ? { "--loss": o.loss } : {}) });
+        opts.checkpoint = checkpoint;
+        // starting weights: the checkpoint, or AWQ's scaled and clipped weights (norms folded)
+        let init = new Map<string, Float32Array>();
+        if (o.init === "awq") {
+          const phase = progressLine(quiet ? null : "awq");
+          const r = await awqTransform(ctx, c, readCk, {
+            bits, groupSize, sym, tokens: calib().tokens, seqLen: o.calibSeqLen, onProgress: (d, n, detail) => phase?.(d, n, detail),
+            state: { dir: path.join(checkpoint.dir, "awq"), resumed: output.resumed, identity: { model: settings["--model"] as string } },
+          });
+          awqBlocks = r.blocks;
+          init = r.weights;
+        }
+        const read = async (n: string) => init.get(n) ?? (await readCk(n));
+        bar = progressLine(quiet ? null : "qat");
         if (o.mode === "e2e") {
           let fp: LlamaModel | null = null;
           if (o.loss === "kd") {

@@ -1,20 +1,25 @@
-// gpu/kernel.ts — from a .wgsl file to a pipeline: load the text, reflect it, build an explicit
-// bind group layout from the reflected bindings, resolve override constants, compile inside error
-// scopes, and cache the pipeline by (file, entry point, constants).
+// gpu/kernel.ts — from a .wgsl file to a pipeline: load the text and expand it (includes and
+// parameters, gpu/preprocess.ts), reflect the expansion, build an explicit bind group layout from the
+// reflected bindings, resolve override constants, compile inside error scopes, and cache the pipeline
+// by (file, entry point, constants, parameters).
 //
 // Usage:
 //   const kernels = new KernelRegistry(gpu, nodeShaderSource);   // or any (file) => text
 //   const k = await kernels.get("nn/matmul.wgsl", "main", { W_F16: 1 });
+//   const h = await kernels.get("quant/matmul_q.wgsl", "main", { BITS: 4 }, { X_TYPE: "f16" });
 //   batch.dispatch(k, { x, w, y }, { M, N, K, n0, nw }, k.grid(N / 4, M / 4));
 
 import { BindingError, ShaderError, UsageError } from "../errors.ts";
 import type { Gpu } from "./device.ts";
+import { definesKey, describeLine, preprocess, type Defines } from "./preprocess.ts";
 import { packParams, reflectShader, type BindingInfo, type EntryInfo, type ShaderInfo } from "./reflect.ts";
 
 export type Constants = Record<string, number | boolean>;
+export type { Defines } from "./preprocess.ts";
 
-/** Loads the text of a shader file relative to the shader root ("nn/matmul.wgsl"). In Node the
- * default reads shaders/ (src/gpu/shader_source.ts); in a browser pass the texts from your bundle. */
+/** Loads the text of a shader file relative to the shader root ("nn/matmul.wgsl"); `#include`s are
+ * read through it too. In Node the default reads shaders/ (src/gpu/shader_source.ts); in a browser
+ * pass the texts from your bundle (included files as well). */
 export type ShaderSource = (file: string) => string;
 
 /** One compiled entry point with fixed constants. */
@@ -29,6 +34,8 @@ export class Kernel {
     readonly layout: GPUBindGroupLayout,
     readonly pipeline: GPUComputePipeline,
     readonly maxWorkgroupsPerDim: number,
+    /** Parameter values the file was expanded with (request values only). */
+    readonly defines: Readonly<Defines> = {},
   ) {}
 
   /** Binding names in binding order (the names the WGSL declares), uniform included. */
@@ -111,7 +118,8 @@ export class Kernel {
   }
 }
 
-/** Loads, reflects and compiles shaders; caches reflection per file and pipelines per variant. */
+/** Loads, expands, reflects and compiles shaders; caches reflection per (file, parameters) and
+ * pipelines per variant. */
 export class KernelRegistry {
   readonly #gpu: Gpu;
   readonly #source: ShaderSource;
@@ -123,30 +131,32 @@ export class KernelRegistry {
     this.#source = source;
   }
 
-  /** Reflection of a file (cached). */
-  info(file: string): ShaderInfo {
-    let info = this.#infos.get(file);
+  /** Reflection of a file's expansion with parameter values `defines` (cached). */
+  info(file: string, defines: Defines = {}): ShaderInfo {
+    const key = `${file}#${definesKey(defines)}`;
+    let info = this.#infos.get(key);
     if (!info) {
-      info = reflectShader(file, this.#source(file));
-      this.#infos.set(file, info);
+      const expansion = preprocess(file, this.#source, defines);
+      info = { ...reflectShader(file, expansion.code, (line) => describeLine(expansion, line)), expansion };
+      this.#infos.set(key, info);
     }
     return info;
   }
 
-  /** The pipeline for (file, entry, constants), compiled once. */
-  get(file: string, entry = "main", constants: Constants = {}): Promise<Kernel> {
-    const key = `${file}#${entry}#${Object.entries(constants).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${Number(v)}`).join(",")}`;
+  /** The pipeline for (file, entry, constants, parameters), compiled once. */
+  get(file: string, entry = "main", constants: Constants = {}, defines: Defines = {}): Promise<Kernel> {
+    const key = `${file}#${entry}#${Object.entries(constants).sort(([a], [b]) => (a < b ? -1 : 1)).map(([k, v]) => `${k}=${Number(v)}`).join(",")}#${definesKey(defines)}`;
     let k = this.#kernels.get(key);
     if (!k) {
-      k = this.#compile(file, entry, constants);
+      k = this.#compile(file, entry, constants, defines);
       this.#kernels.set(key, k);
       k.catch(() => this.#kernels.delete(key));
     }
     return k;
   }
 
-  async #compile(file: string, entryName: string, constants: Constants): Promise<Kernel> {
-    const info = this.info(file);
+  async #compile(file: string, entryName: string, constants: Constants, defines: Defines): Promise<Kernel> {
+    const info = this.info(file, defines);
     const entry = info.entries.get(entryName);
     if (!entry) throw new ShaderError(file, `no @compute entry point '${entryName}' (has: ${[...info.entries.keys()].join(", ") || "none"})`);
     const overrideNames = info.overrides.map((o) => o.name);
@@ -161,7 +171,8 @@ export class KernelRegistry {
       throw new ShaderError(file, `workgroup size uses '${v}', which has no value; pass it in constants`);
     }) as [number, number, number];
     const suffix = Object.entries(constants).map(([k, v]) => `${k}=${Number(v)}`).join(",");
-    const label = `${file.replace(/\.wgsl$/, "")}${entryName === "main" ? "" : `:${entryName}`}${suffix ? `[${suffix}]` : ""}`;
+    const variant = definesKey(defines);
+    const label = `${file.replace(/\.wgsl$/, "")}${variant ? `<${variant}>` : ""}${entryName === "main" ? "" : `:${entryName}`}${suffix ? `[${suffix}]` : ""}`;
     const gpu = this.#gpu;
     const device = gpu.device;
 
@@ -171,8 +182,9 @@ export class KernelRegistry {
     const scopeErr = await device.popErrorScope();
     const errors = compiled.messages.filter((m) => m.type === "error");
     if (errors.length || scopeErr) {
+      const expansion = info.expansion;
       const text = errors.length
-        ? errors.map((m) => `${file}:${m.lineNum}:${m.linePos}: ${m.message}`).join("\n")
+        ? errors.map((m) => `${expansion ? describeLine(expansion, m.lineNum, m.linePos) : `${file}:${m.lineNum}:${m.linePos}`}: ${m.message}`).join("\n")
         : scopeErr!.message;
       throw new ShaderError(file, `compilation failed:\n${text}`);
     }
@@ -199,6 +211,6 @@ export class KernelRegistry {
     } catch (e) {
       throw new ShaderError(file, `pipeline '${label}' failed: ${(e as Error).message}`);
     }
-    return new Kernel(label, file, entry, { ...constants }, wg, layout, pipeline, gpu.limits.maxComputeWorkgroupsPerDimension);
+    return new Kernel(label, file, entry, { ...constants }, wg, layout, pipeline, gpu.limits.maxComputeWorkgroupsPerDimension, { ...defines });
   }
 }

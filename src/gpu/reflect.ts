@@ -1,10 +1,12 @@
 // gpu/reflect.ts — what the host needs to know about a WGSL file, derived from the text by
 // wgsl_reflect (the single source of truth): bindings, the uniform Params struct and its member
-// offsets, override constants and each entry point's workgroup size. No GPU needed.
+// offsets, override constants and each entry point's workgroup size. No GPU needed. The text is the
+// expanded one (gpu/preprocess.ts) when the file includes others or takes parameters.
 
 import { WgslReflect } from "wgsl_reflect/wgsl_reflect.module.js";
 import { ParamsError, ShaderError } from "../errors.ts";
 import { f32ToF16Bits } from "../ref/f16.ts";
+import type { Expansion } from "./preprocess.ts";
 
 export type BindingKind = "storage" | "read-only-storage" | "uniform";
 
@@ -47,7 +49,10 @@ export interface EntryInfo {
 
 export interface ShaderInfo {
   file: string;
+  /** The reflected (expanded) text. */
   code: string;
+  /** How `code` was expanded from its source files (set by the kernel registry). */
+  expansion?: Expansion;
   /** Every group-0 binding the file declares. */
   bindings: BindingInfo[];
   overrides: { name: string; type: string }[];
@@ -56,13 +61,18 @@ export interface ShaderInfo {
 
 // ---------------------------------------------------------------------------------------------
 
-/** Reflects `code` (named `file` in errors). Throws ShaderError on a parse error or a binding outside group 0. */
-export function reflectShader(file: string, code: string): ShaderInfo {
+/**
+ * Reflects `code` (named `file` in errors). Throws ShaderError on a parse error or a binding outside
+ * group 0. `where` names line n of `code` in a parse error (an expansion's source file and line).
+ */
+export function reflectShader(file: string, code: string, where?: (line: number) => string): ShaderInfo {
   let r: WgslReflect;
   try {
     r = new WgslReflect(code);
   } catch (e) {
-    throw new ShaderError(file, `WGSL parse error: ${e instanceof Error ? e.message : e}`);
+    let detail = String(e instanceof Error ? e.message : e);
+    if (where) detail = detail.replace(/\b(Line:?|at line)\s*(\d+)/i, (_, w: string, n: string) => `${w} ${n} (${where(Number(n))})`);
+    throw new ShaderError(file, `WGSL parse error: ${detail}`);
   }
   const groups = r.getBindGroups();
   if (groups.length > 1 && groups.slice(1).some((g: unknown[]) => g && g.some(Boolean))) {

@@ -1,4 +1,4 @@
-// common/convert.ts — f32 <-> f16 and f32 -> bf16 on the GPU (shaders/common/convert_*.wgsl), windowed so tensors
+// common/convert.ts — f32 <-> f16 and f32 -> bf16 on the GPU (shaders/common/convert.wgsl), windowed so tensors
 // larger than one storage binding convert too. f16 tensors hold binary16 bits, two per u32 word.
 
 import { TensorError } from "../errors.ts";
@@ -8,23 +8,23 @@ import type { GpuTensor } from "../gpu/tensor.ts";
 
 /** src f32 [n] -> dst f16 [n] (round to nearest even). Records into `batch`. */
 export function convertF32ToF16(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
-  return cast(ctx, batch, "common/convert_f32_to_f16.wgsl", src, "f32", dst, "f16");
+  return cast(ctx, batch, "f32_to_f16", src, "f32", dst, "f16");
 }
 
 /** src f32 [n] -> dst bf16 [n] (round to nearest even; NaN stays NaN). Records into `batch`. */
 export function convertF32ToBf16(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
-  return cast(ctx, batch, "common/convert_f32_to_bf16.wgsl", src, "f32", dst, "bf16");
+  return cast(ctx, batch, "f32_to_bf16", src, "f32", dst, "bf16");
 }
 
 /** src f16 [n] -> dst f32 [n] (exact). Records into `batch`. */
 export function convertF16ToF32(ctx: GpuContext, batch: CommandBatch, src: GpuTensor, dst: GpuTensor): Promise<void> {
-  return cast(ctx, batch, "common/convert_f16_to_f32.wgsl", src, "f16", dst, "f32");
+  return cast(ctx, batch, "f16_to_f32", src, "f16", dst, "f32");
 }
 
 /** One dispatch per binding window; every convert kernel has bindings src, dst and Params { n }. */
-async function cast(ctx: GpuContext, batch: CommandBatch, file: string, src: GpuTensor, sd: string, dst: GpuTensor, dd: string): Promise<void> {
+async function cast(ctx: GpuContext, batch: CommandBatch, conversion: string, src: GpuTensor, sd: string, dst: GpuTensor, dd: string): Promise<void> {
   check(src, sd, dst, dd);
-  const k = await ctx.kernels.get(file, "main", { WG_SIZE: 256 });
+  const k = await ctx.kernels.get("common/convert.wgsl", "main", { WG_SIZE: 256 }, { CONVERSION: conversion });
   const wide = sd === "f32" ? src : dst;
   const [sb, db] = [sd === "f32" ? 4 : 2, dd === "f32" ? 4 : 2];
   for (const w of elementWindows(ctx, wide)) {

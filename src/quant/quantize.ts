@@ -1,7 +1,9 @@
 // quant/quantize.ts — post-training quantization of a Hugging Face Llama-family model into
 // webgpu-quant's saved format (src/quant/model_format.ts): every linear of the blocks is
 // quantized on the GPU (RTN here; AWQ first rescales and clips, src/quant/awq.ts), everything
-// else is copied. The output folder appears only when complete.
+// else is copied. One loop walks the blocks (load -> method.transformBlock -> quantize -> stream
+// the packed words to the file -> free); methods plug in through src/quant/method.ts. The output
+// folder appears only when complete.
 
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
@@ -10,10 +12,12 @@ import { InputError, TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
-import { SafetensorsCheckpoint, writeSafetensors, type HostTensor } from "../io/safetensors.ts";
+import { SafetensorsCheckpoint, SafetensorsWriter, type TensorSpec } from "../io/safetensors.ts";
 import { expectedTensors, loadConfig, validateCheckpoint, type LlamaConfig } from "../model/config.ts";
-import { AtomicOutput } from "../io/output.ts";
-import { specName, quantSpec, packedBytes, type HostPackedWeight, type QuantBits } from "./formats.ts";
+import { destroyBlock, loadBlock, type BlockWeights, type WeightSource } from "../model/llama.ts";
+import { AtomicOutput, removeStaleTemps } from "../io/output.ts";
+import { groupsPerRow, specName, quantSpec, packedBytes, wordsPerRow, zeroWordsPerRow, type HostPackedWeight, type QuantBits, type QuantSpec } from "./formats.ts";
+import { RTN, type PrepareArgs, type QuantMethod } from "./method.ts";
 import { checkModelFiles, COPIED_FILES, LAYOUT, packedTensors, type QuantizationConfig } from "./model_format.ts";
 import { destroyPacked, downloadPacked, quantizeRtn } from "./rtn.ts";
 import { reportHtml } from "./report.ts";
@@ -28,7 +32,8 @@ export async function updateReport(dir: string, report: QuantizeReport): Promise
 }
 
 export interface QuantizeOptions {
-  method: "rtn" | "awq" | "qat";
+  /** The method's name in config.json and report.json (default: the QuantMethod's name; "qat" for trained weights). */
+  method?: string;
   bits: 3 | 4 | 8 | 16;
   /** Quantize the LM head too (a tied head is stored separately; the embedding stays fp). */
   quantizeHead?: boolean;
@@ -46,7 +51,7 @@ export interface QuantizeOptions {
   log?: (line: string) => void;
   /** Progress per tensor: (done, total, name). */
   onTensor?: (done: number, total: number, name: string) => void;
-  /** Extra report fields (e.g. AWQ's per-block choices). */
+  /** Extra report fields (e.g. the calibration settings). */
   report?: Record<string, unknown>;
   /** Linears already packed (by weight name, e.g. trained by QAT): written as given, not re-quantized. */
   packed?: Map<string, HostPackedWeight>;
@@ -73,19 +78,29 @@ export function isBlockLinear(name: string): boolean {
 }
 
 /**
- * Quantizes `srcDir` into `outDir`. `transform`, when given, may rewrite the f32 weights first
- * (AWQ's scaled and clipped weights); it returns the host tensors to use instead.
+ * Rewrites the f32 weights on the host before quantizing (the whole model at once): the
+ * transformed tensors by name. Kept for QAT's command, which trains the whole model before packing.
+ */
+export type HostTransform = (config: LlamaConfig, read: (name: string) => Promise<Float32Array>, out: AtomicOutput) => Promise<Map<string, Float32Array>>;
+
+/**
+ * Quantizes `srcDir` into `outDir`, one block at a time: the block's f32 tensors are uploaded,
+ * rewritten by `method` on the GPU (AWQ's scaled and clipped weights; RTN: as they are), its
+ * linears quantized on the GPU, and only the packed words read back and streamed into
+ * model.safetensors. The host holds one block (and the embedding) at a time.
  */
 export async function quantizeModel(
   ctx: GpuContext,
   srcDir: string,
   outDir: string,
   opts: QuantizeOptions,
-  transform?: (config: LlamaConfig, read: (name: string) => Promise<Float32Array>, out: AtomicOutput) => Promise<Map<string, Float32Array>>,
+  method: QuantMethod | HostTransform = RTN,
 ): Promise<QuantizeReport> {
   const t0 = performance.now();
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  if (opts.bits === 16 && opts.method !== "rtn") throw new UsageError("--bits 16 is a plain cast; use --method rtn");
+  const m: QuantMethod = typeof method === "function" ? new HostTransformMethod(opts.method ?? "rtn", method) : method;
+  const methodName = opts.method ?? m.name;
+  if (opts.bits === 16 && methodName !== "rtn") throw new UsageError("--bits 16 is a plain cast; use --method rtn");
   const config = await loadConfig(srcDir);
   const ck = await SafetensorsCheckpoint.open(srcDir);
   let out: AtomicOutput;
@@ -97,72 +112,116 @@ export async function quantizeModel(
     const extra = validateCheckpoint(config, ck.infos(), { config: path.join(srcDir, "config.json"), weights: ck.source }, { floatOnly: true });
     if (extra.length) log(`warning: ${ck.source} holds ${extra.length} tensor(s) that are not part of the model and are not written: ${extra.slice(0, 5).join(", ")}${extra.length > 5 ? ", …" : ""}`);
     await checkModelFiles(srcDir, COPIED_FILES);
-    out = await AtomicOutput.create(outDir, "dir", { command: opts.method === "qat" ? "qat" : "quantize", force: opts.force, resume: opts.resume, inputs: [srcDir, ...(opts.inputs ?? [])], log });
+    out = await AtomicOutput.create(outDir, "dir", { command: methodName === "qat" ? "qat" : "quantize", force: opts.force, resume: opts.resume, inputs: [srcDir, ...(opts.inputs ?? [])], log });
   } catch (e) {
     await ck.close();
     throw e;
   }
   const seconds: Record<string, number> = {};
-  try {
-    const read = async (n: string) => (await ck.read(n, "f32")).data as Float32Array;
-    let replaced = new Map<string, Float32Array>();
-    if (transform) {
-      const ts = performance.now();
-      replaced = await transform(config, read, out);
-      seconds[opts.method] = (performance.now() - ts) / 1000;
+  const timed = async <R>(key: string, f: () => Promise<R>): Promise<R> => {
+    const ts = performance.now();
+    try {
+      return await f();
+    } finally {
+      seconds[key] = (seconds[key] ?? 0) + (performance.now() - ts) / 1000;
     }
-    const names = expectedTensors(config).filter((t) => ck.has(t.name)).map((t) => t.name);
-    const quantizeHead = !!opts.quantizeHead && opts.bits !== 16;
-    if (quantizeHead && !names.includes("lm_head.weight")) names.push("lm_head.weight"); // tied: quantize a copy of the embedding
-    const headSource = (n: string) => (n === "lm_head.weight" && !ck.has(n) ? "model.embed_tokens.weight" : n);
-    const tensors: HostTensor[] = [];
+  };
+  let writer: SafetensorsWriter | null = null;
+  try {
+    // a killed run's half-written files (the model file) are not part of the progress it left
+    if (out.resumed) await removeStaleTemps(out.tmp);
+    const read = async (n: string) => (await ck.read(n, "f32")).data as Float32Array;
+    if (m.prepare) await timed(methodName, () => m.prepare!(ctx, { config, read, out, resume: !!opts.resume, log }));
+    const plan = outputPlan(config, ck, opts);
+    const metadata = { format: "pt", producer: "webgpu-quant", method: methodName, spec: opts.bits === 16 ? "f16" : specName(quantSpec(opts.bits, 1, 1024, opts.groupSize, opts.sym ?? false)) };
+    writer = await SafetensorsWriter.create(out.file("model.safetensors"), plan.flatMap((e) => e.specs), { metadata });
+    const w = writer;
     const listing: QuantizeReport["tensors"] = [];
     const modules: string[] = [];
-    const tq = performance.now();
-    for (let i = 0; i < names.length; i++) {
-      const name = names[i];
-      const data = replaced.get(name) ?? (await read(headSource(name)));
-      const shape = ck.info(headSource(name)).shape;
+    const total = plan.length;
+    let done = 0;
+    const written = (name: string) => opts.onTensor?.(++done, total, name);
+    const writeTensor = (name: string, data: ArrayBufferView) => timed("write", () => w.write(name, data));
+    const emitPacked = async (e: PlannedTensor, p: HostPackedWeight) => {
+      const base = e.name.replace(/\.weight$/, "");
+      for (const t of packedTensors(base, p)) await writeTensor(t.name, t.data);
+      modules.push(base);
+      listing.push({ name: base, kind: "quantized", bytes: packedBytes(p).total });
+      written(e.name);
+    };
+    const emitF32 = async (e: PlannedTensor, data: Float32Array) => {
+      await writeTensor(e.name, data);
+      listing.push({ name: e.name, kind: "f32", bytes: data.byteLength });
+      written(e.name);
+    };
+    /** A linear on the GPU -> packed words on the host (the weight as given when already packed). */
+    const quantize = async (e: PlannedTensor, weight: GpuTensor): Promise<HostPackedWeight> => {
+      const given = opts.packed?.get(e.name);
+      if (given) return given;
+      return timed("quantize", async () => {
+        const q = await quantizeRtn(ctx, weight, { bits: opts.bits as QuantBits, groupSize: opts.groupSize, sym: opts.sym });
+        try {
+          return await downloadPacked(q);
+        } finally {
+          destroyPacked(q);
+        }
+      });
+    };
+    const source = checkpointSource(ck);
+    for (let i = 0; i < plan.length;) {
+      const layer = plan[i].layer;
+      let j = i;
+      while (j < plan.length && plan[j].layer === layer) j++;
+      const entries = plan.slice(i, j);
+      i = j;
       if (opts.bits === 16) {
-        const bf16 = opts.half === "bf16";
-        const bits = await castHalf(ctx, data, name, bf16);
-        tensors.push({ name, dtype: bf16 ? "BF16" : "F16", shape, data: bits });
-        listing.push({ name, kind: "f16", bytes: bits.byteLength });
-      } else if (isBlockLinear(name) || (quantizeHead && name === "lm_head.weight")) {
-        const base = name.replace(/\.weight$/, "");
-        const given = opts.packed?.get(name);
-        if (given) {
-          if (given.N !== shape[0] || given.K !== shape[1]) throw new TensorError(name, `packed weight is [${given.N}, ${given.K}], the checkpoint's is [${shape}]`);
-          tensors.push(...packedTensors(base, given));
-          modules.push(base);
-          listing.push({ name: base, kind: "quantized", bytes: packedBytes(given).total });
-        } else {
-          const w = GpuTensor.fromHost(ctx.gpu, data, shape, "f32", name);
+        for (const e of entries) {
+          const bf16 = opts.half === "bf16";
+          const bits = await timed("quantize", async () => castHalf(ctx, await read(e.source), e.name, bf16));
+          await writeTensor(e.name, bits);
+          listing.push({ name: e.name, kind: "f16", bytes: bits.byteLength });
+          written(e.name);
+        }
+      } else if (layer === null) {
+        // embedding, final norm, LM head: copied, or the head quantized (--quantize-head)
+        for (const e of entries) {
+          const data = await read(e.source);
+          if (!e.quantize) {
+            await emitF32(e, data);
+            continue;
+          }
+          const weight = GpuTensor.fromHost(ctx.gpu, data, e.shape, "f32", e.name);
           try {
-            const q = await quantizeRtn(ctx, w, { bits: opts.bits as QuantBits, groupSize: opts.groupSize, sym: opts.sym });
-            const host = await downloadPacked(q);
-            destroyPacked(q);
-            tensors.push(...packedTensors(base, host));
-            modules.push(base);
-            listing.push({ name: base, kind: "quantized", bytes: packedBytes(q).total });
+            await emitPacked(e, await quantize(e, weight));
           } finally {
-            w.destroy();
+            weight.destroy();
           }
         }
       } else {
-        tensors.push({ name, dtype: "F32", shape, data });
-        listing.push({ name, kind: "f32", bytes: data.byteLength });
+        // one block: uploaded, transformed by the method, quantized, streamed out, freed
+        const block = await loadBlock(ctx, config, source, layer, "f32");
+        try {
+          if (m.transformBlock) await timed(methodName, () => m.transformBlock!(ctx, layer, block));
+          const onGpu = blockTensorsByName(block);
+          for (const e of entries) {
+            const t = onGpu.get(e.name);
+            if (!t) throw new TensorError(e.name, "is not a tensor of its block");
+            if (e.quantize) await emitPacked(e, await quantize(e, t));
+            else await emitF32(e, (await t.toHost()) as Float32Array);
+          }
+        } finally {
+          destroyBlock(block);
+        }
       }
-      opts.onTensor?.(i + 1, names.length, name);
     }
-    seconds.quantize = (performance.now() - tq) / 1000;
-    const tw = performance.now();
+    await w.close();
+    writer = null;
     const srcConfig = JSON.parse(await fsp.readFile(path.join(srcDir, "config.json"), "utf8"));
     if (opts.bits !== 16) {
       const spec = quantSpec(opts.bits, 1, 1024, opts.groupSize, opts.sym ?? false);
       const qc: QuantizationConfig = {
-        quant_method: "webgpu-quant", method: opts.method, bits: opts.bits, group_size: opts.bits === 8 ? null : spec.G,
-        sym: opts.bits === 8 ? true : opts.sym ?? false, layout: LAYOUT, modules, lm_head_quantized: quantizeHead,
+        quant_method: "webgpu-quant", method: methodName, bits: opts.bits, group_size: opts.bits === 8 ? null : spec.G,
+        sym: opts.bits === 8 ? true : opts.sym ?? false, layout: LAYOUT, modules, lm_head_quantized: plan.some((e) => e.quantize && e.layer === null),
       };
       srcConfig.quantization_config = qc;
     } else {
@@ -170,23 +229,20 @@ export async function quantizeModel(
     }
     await out.writeJson("config.json", srcConfig);
     await out.copyFiles(srcDir, COPIED_FILES);
-    await writeSafetensors(out.file("model.safetensors"), tensors, {
-      metadata: { format: "pt", producer: "webgpu-quant", method: opts.method, spec: opts.bits === 16 ? "f16" : specName(quantSpec(opts.bits, 1, 1024, opts.groupSize, opts.sym ?? false)) },
-    });
-    seconds.write = (performance.now() - tw) / 1000;
     seconds.total = (performance.now() - t0) / 1000;
     const report: QuantizeReport = {
-      model: srcDir, out: outDir, method: opts.method, bits: opts.bits,
+      model: srcDir, out: outDir, method: methodName, bits: opts.bits,
       group_size: opts.bits <= 4 ? (opts.groupSize ?? 128) : null, sym: opts.bits === 8 || !!opts.sym,
       device: ctx.gpu.adapterInfo.description, seconds,
       bytes_in: ck.sizeOnDisk, bytes_out: (await fsp.stat(out.file("model.safetensors"))).size,
-      tensors: listing, ...opts.report,
+      tensors: listing, ...opts.report, ...m.report?.(),
     };
     await out.writeJson("report.json", report);
     await fsp.writeFile(out.file("report.html"), reportHtml(report));
     await out.commit();
     return report;
   } catch (e) {
+    await writer?.abort();
     if (out.hasProgress()) {
       out.keep();
       log(`the progress of this run is kept in ${out.tmp}: rerun the same command with --resume to continue`);
@@ -195,11 +251,103 @@ export async function quantizeModel(
     }
     throw e;
   } finally {
+    m.dispose?.();
     await ck.close();
   }
 }
 
-/** f32 -> f16 or bf16 bits on the GPU (shaders/common/convert_f32_to_*.wgsl); NaN/Inf/overflow -> TensorError. */
+/** One tensor of the checkpoint as it goes into the output: the tensors it is saved as, in file order. */
+interface PlannedTensor {
+  /** Name in the output (a quantized linear's `.weight` name; its tensors are `.qweight` etc.). */
+  name: string;
+  /** Name in the checkpoint (a tied head quantized separately reads the embedding). */
+  source: string;
+  shape: number[];
+  /** The block it belongs to, or null (embedding, final norm, head). */
+  layer: number | null;
+  quantize: boolean;
+  specs: TensorSpec[];
+}
+
+/** Every output tensor in file order (the checkpoint's order of expectedTensors), with its saved specs. */
+function outputPlan(config: LlamaConfig, ck: SafetensorsCheckpoint, opts: QuantizeOptions): PlannedTensor[] {
+  const names = expectedTensors(config).filter((t) => ck.has(t.name)).map((t) => t.name);
+  const quantizeHead = !!opts.quantizeHead && opts.bits !== 16;
+  if (quantizeHead && !names.includes("lm_head.weight")) names.push("lm_head.weight"); // tied: quantize a copy of the embedding
+  return names.map((name) => {
+    const source = name === "lm_head.weight" && !ck.has(name) ? "model.embed_tokens.weight" : name;
+    const shape = [...ck.info(source).shape];
+    const m = /^model\.layers\.(\d+)\./.exec(name);
+    const layer = m ? Number(m[1]) : null;
+    const quantize = opts.bits !== 16 && (isBlockLinear(name) || (quantizeHead && name === "lm_head.weight"));
+    let specs: TensorSpec[];
+    if (opts.bits === 16) {
+      specs = [{ name, dtype: opts.half === "bf16" ? "BF16" : "F16", shape }];
+    } else if (quantize) {
+      const given = opts.packed?.get(name);
+      if (given && (given.N !== shape[0] || given.K !== shape[1])) throw new TensorError(name, `packed weight is [${given.N}, ${given.K}], the checkpoint's is [${shape}]`);
+      const spec = given ?? quantSpec(opts.bits, shape[0], shape[1], opts.groupSize, opts.sym ?? false);
+      specs = packedSpecs(name.replace(/\.weight$/, ""), spec, given ? given.zeros !== null : !spec.sym);
+    } else {
+      specs = [{ name, dtype: "F32", shape }];
+    }
+    return { name, source, shape, layer, quantize, specs };
+  });
+}
+
+/** The specs of packedTensors(base, p) for a weight of `spec`. */
+function packedSpecs(base: string, spec: QuantSpec, zeros: boolean): TensorSpec[] {
+  const out: TensorSpec[] = [
+    { name: `${base}.qweight`, dtype: "I32", shape: [spec.N, wordsPerRow(spec)] },
+    { name: `${base}.scales`, dtype: "F16", shape: [spec.N, groupsPerRow(spec)] },
+  ];
+  if (zeros) out.push({ name: `${base}.qzeros`, dtype: "I32", shape: [spec.N, zeroWordsPerRow(spec)] });
+  return out;
+}
+
+/** The checkpoint as loadBlock's weight source (f32, nothing packed). */
+function checkpointSource(ck: SafetensorsCheckpoint): WeightSource {
+  return {
+    has: (n) => ck.has(n),
+    readF32: async (n) => (await ck.read(n, "f32")).data as Float32Array,
+    fileOf: (n) => ck.files.find((f) => f.tensors.has(n))?.path ?? ck.source,
+  };
+}
+
+/** A block's GPU tensors by Hugging Face name. */
+function blockTensorsByName(b: BlockWeights): Map<string, GpuTensor> {
+  const out = new Map<string, GpuTensor>([[b.inputNorm.label, b.inputNorm], [b.postNorm.label, b.postNorm]]);
+  for (const li of Object.values(b.lin)) {
+    if (li.kind !== "dense") throw new TensorError(li.name, "is packed already; the quantizer needs its f32 weight");
+    out.set(`${li.name}.weight`, li.w);
+    if (li.b) out.set(`${li.name}.bias`, li.b);
+  }
+  return out;
+}
+
+/** A HostTransform as a method: the whole model transformed first, each block's tensors replaced on the GPU. */
+class HostTransformMethod implements QuantMethod {
+  #replaced = new Map<string, Float32Array>();
+  constructor(readonly name: string, private readonly transform: HostTransform) {}
+
+  async prepare(_ctx: GpuContext, args: PrepareArgs): Promise<void> {
+    this.#replaced = await this.transform(args.config, args.read, args.out);
+    const outside = [...this.#replaced.keys()].find((n) => !/^model\.layers\.\d+\./.test(n));
+    if (outside) throw new UsageError(`a weight transform may rewrite block tensors only, not ${outside}`);
+  }
+
+  async transformBlock(_ctx: GpuContext, _layer: number, block: BlockWeights): Promise<void> {
+    for (const [name, t] of blockTensorsByName(block)) {
+      const data = this.#replaced.get(name);
+      if (!data) continue;
+      if (data.length !== t.numel) throw new TensorError(name, `the transform returned ${data.length} elements, the weight has ${t.numel}`);
+      t.write(data);
+      this.#replaced.delete(name);
+    }
+  }
+}
+
+/** f32 -> f16 or bf16 bits on the GPU (shaders/common/convert.wgsl); NaN/Inf/overflow -> TensorError. */
 async function castHalf(ctx: GpuContext, data: Float32Array, name: string, bf16: boolean): Promise<Uint16Array> {
   for (let i = 0; i < data.length; i++) {
     if (!Number.isFinite(data[i]) || (!bf16 && Math.abs(data[i]) > 65504)) {

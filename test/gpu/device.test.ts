@@ -58,7 +58,7 @@ describe("openDevice", () => {
   it("turns a validation error in a batch into GpuValidationError naming the batch", async () => {
     const gpu = await openDevice();
     const kernels = new KernelRegistry(gpu, nodeShaderSource);
-    const k = await kernels.get("common/convert_f16_to_f32.wgsl", "main", { WG_SIZE: 256 });
+    const k = await kernels.get("common/convert.wgsl", "main", { WG_SIZE: 256 }, { CONVERSION: "f16_to_f32" });
     const t = GpuTensor.empty(gpu, [64], "f32", "aliased");
     // The same buffer as read-only `src` and writable `dst` in one dispatch is invalid WebGPU.
     new CommandBatch(gpu, "bad.batch").dispatch(k, { src: t, dst: t }, { n: 64 }, [1]).submit();

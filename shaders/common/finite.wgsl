@@ -25,6 +25,8 @@
 // Kinds:     bit 0 NaN, bit 1 +Inf, bit 2 -Inf
 // Reference: src/nn/finite.ts firstNonFinite
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 256;
 override DTYPE: u32 = 0u;
 
@@ -81,7 +83,7 @@ fn any_bad(w: u32) -> bool {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let words = select((params.n + 1u) / 2u, params.n, DTYPE == 0u);
-  let start = (wid.y * nwg.x + wid.x) * WG_SIZE * params.per + lid;
+  let start = workgroup_index(wid, nwg) * WG_SIZE * params.per + lid;
   let end = min(start + params.per * WG_SIZE, words);
   // Fast pass: one mask and compare per word.
   var any = false;

@@ -28,6 +28,8 @@
 // Override:  ACCUMULATE: bool = false (combine only)
 // Reference: src/ref/reduce.ts reduceRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 256;
 override ACCUMULATE: bool = false;
 
@@ -117,7 +119,7 @@ fn partial_cols(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgrou
 @compute @workgroup_size(WG_SIZE)
 fn combine(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-  let s = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let s = linear_index(wid, nwg, lid, WG_SIZE);
   if (s >= params.nseg) {
     return;
   }

@@ -22,6 +22,8 @@
 //   4 params  uniform             Params { T, Hq, Hkv, D (<= 128), pos0, scale (1/sqrt(D)), seq (0 = one sequence) }
 // Reference: src/ref/llama.ts attentionRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 // The head dimension as a pipeline constant: loops over it get a fixed trip count, so the
 // compiler keeps q and the accumulator in registers (must equal params.D).
@@ -49,7 +51,7 @@ struct Params {
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let idx = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let idx = linear_index(wid, nwg, lid, WG_SIZE);
   if (idx >= params.T * params.Hq) {
     return;
   }
@@ -96,7 +98,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @compute @workgroup_size(WG_SIZE)
 fn grouped(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-  let idx = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let idx = linear_index(wid, nwg, lid, WG_SIZE);
   if (idx >= params.T * params.Hkv) {
     return;
   }

@@ -20,6 +20,8 @@
 
 enable subgroups;
 
+#include "common/grid.wgsl"
+
 override HEAD_DIM: u32 = 64;
 override GROUP: u32 = 1;
 const SG: u32 = 8u;
@@ -44,7 +46,7 @@ struct Params {
 @compute @workgroup_size(8, 1, 1)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lane: u32) {
-  let wg = wid.y * nwg.x + wid.x;
+  let wg = workgroup_index(wid, nwg);
   let tiles = (params.T + SG - 1u) / SG;
   if (wg >= tiles * params.Hkv) {
     return; // whole workgroup: uniform

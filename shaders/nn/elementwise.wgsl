@@ -19,6 +19,8 @@
 //                                             transpose) }
 // Reference: src/ref/llama.ts (siluRef and plain loops)
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 256;
 
 struct Params {
@@ -31,14 +33,10 @@ struct Params {
 @group(0) @binding(2) var<storage, read> u: array<f32>;
 @group(0) @binding(3) var<uniform> params: Params;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
-}
-
 @compute @workgroup_size(WG_SIZE)
 fn add_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.n) {
     x[i] += y[i];
   }
@@ -47,7 +45,7 @@ fn add_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(WG_SIZE)
 fn silu_mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.n) {
     let g = y[i];
     x[i] = g / (1.0 + exp(-g)) * u[i];
@@ -57,7 +55,7 @@ fn silu_mul(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG_SIZE)
 fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.n) {
     x[i] += y[i % params.cols];
   }
@@ -66,7 +64,7 @@ fn add_bias(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG_SIZE)
 fn mul_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.n) {
     x[i] *= y[i % params.cols];
   }
@@ -75,7 +73,7 @@ fn mul_cols(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG_SIZE)
 fn mul_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.n) {
     x[i] *= y[i / params.cols];
   }
@@ -84,7 +82,7 @@ fn mul_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG_SIZE)
 fn sub(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
        @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.n) {
     x[i] = y[i] - u[i];
   }
@@ -93,7 +91,7 @@ fn sub(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 @compute @workgroup_size(WG_SIZE)
 fn transpose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.n) {
     let r = i / params.cols;
     let c = i % params.cols;

@@ -14,6 +14,8 @@
 // Override:  E_F16: bool = false
 // Reference: src/ref/llama.ts embedRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 override E_F16: bool = false;
 
@@ -41,7 +43,7 @@ fn emb_at(e: u32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let h = gid.x;
-  let t = wid.z * nwg.y + wid.y;
+  let t = row_workgroup(wid, nwg);
   if (h >= params.H || t >= params.T) {
     return;
   }

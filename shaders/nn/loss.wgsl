@@ -21,6 +21,8 @@
 // Override:  WITH_REF: bool = false
 // Reference: src/ref/llama.ts lossRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 override WITH_REF: bool = false;
 
@@ -108,7 +110,7 @@ fn row_loss(t: u32, lid: u32) {
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let t = wid.y * nwg.x + wid.x; // workgroup-uniform, so every early return below is too
+  let t = workgroup_index(wid, nwg); // workgroup-uniform, so every early return below is too
   let seq_end = params.seq > 0u && (t % params.seq) == params.seq - 1u;
   if (t + 1u >= params.T || seq_end) {
     if (lid == 0u && t < params.T) {

@@ -16,6 +16,8 @@
 // Ragged M, N, K: edge tiles clamp their loads and skip their stores.
 // Reference: src/ref/matmul.ts matmulRef
 
+#include "common/grid.wgsl"
+
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
 override W_F16: bool = false;
@@ -49,7 +51,7 @@ fn w_at(e: u32) -> f32 {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let nb = gid.x * TN;
-  let mb = ((wid.z * nwg.y + wid.y) * WG_Y + lid.y) * TM;
+  let mb = (row_workgroup(wid, nwg) * WG_Y + lid.y) * TM;
   let K = params.K;
   if (nb >= params.nw || mb >= params.M) {
     return;

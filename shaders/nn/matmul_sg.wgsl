@@ -23,6 +23,8 @@
 
 enable subgroups;
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 override W_F16: bool = false;
 override TM: u32 = 1;
@@ -45,7 +47,7 @@ struct Params {
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let row = (wid.y * nwg.x + wid.x) * (WG_SIZE / LANES) + lid / LANES;
+  let row = workgroup_index(wid, nwg) * (WG_SIZE / LANES) + lid / LANES;
   let lane = lid % LANES;
   // Rows past the window recompute the last row: every lane stays in the shuffles (uniform flow).
   let r = min(row, params.nw - 1u);

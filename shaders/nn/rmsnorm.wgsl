@@ -12,6 +12,8 @@
 //   3 params  uniform             Params { T, H, eps }
 // Reference: src/ref/llama.ts rmsnormRef (Hugging Face LlamaRMSNorm in float32)
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 
 struct Params {
@@ -30,7 +32,7 @@ var<workgroup> part: array<f32, WG_SIZE>;
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let t = wid.y * nwg.x + wid.x;
+  let t = workgroup_index(wid, nwg);
   if (t >= params.T) {
     return; // workgroup-uniform: the barriers below stay in uniform control flow
   }

@@ -17,6 +17,8 @@
 //   2 params    uniform             Params { T, nh (heads), D (head_dim, even), pos0, seq (0 = one sequence) }
 // Reference: src/ref/llama.ts ropeRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 
 struct Params {
@@ -35,7 +37,7 @@ struct Params {
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
         @builtin(num_workgroups) nwg: vec3<u32>) {
   let half = params.D / 2u;
-  let t = wid.z * nwg.y + wid.y;
+  let t = row_workgroup(wid, nwg);
   if (gid.x >= params.nh * half || t >= params.T) {
     return;
   }

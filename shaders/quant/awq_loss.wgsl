@@ -25,6 +25,8 @@
 //   8 b1       storage read        array<f32>        [n4] fp output (sq_err_f32)
 // Reference: src/quant/awq.ts (direct re-run of the layer: the same loss up to rounding)
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 
 struct Params {
@@ -45,14 +47,10 @@ struct Params {
 @group(0) @binding(7) var<storage, read> a1: array<f32>;
 @group(0) @binding(8) var<storage, read> b1: array<f32>;
 
-fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
-}
-
 @compute @workgroup_size(WG_SIZE)
 fn sq_err(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   let start = i * params.chunk;
   if (start >= params.n4) {
     return;
@@ -69,7 +67,7 @@ fn sq_err(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(WG_SIZE)
 fn sq_err_f32(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
-  let i = index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   let start = i * params.chunk;
   if (start >= params.n4) {
     return;
@@ -90,7 +88,7 @@ fn wi(n: u32, k: u32) -> u32 {
 @compute @workgroup_size(WG_SIZE)
 fn gram_dot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let t = index(wid, nwg, lid);
+  let t = linear_index(wid, nwg, lid, WG_SIZE);
   let K = params.K;
   if (t >= params.N * K) {
     return;

@@ -51,6 +51,9 @@
 
 enable subgroups;
 
+#include "common/grid.wgsl"
+#include "common/packed_levels.wgsl"
+
 override WG_SIZE: u32 = 64;
 override BITS: u32 = 4;
 override TM: u32 = 1;
@@ -88,7 +91,7 @@ struct Params {
 @compute @workgroup_size(WG_SIZE)
 fn repack_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let t = linear_index(wid, nwg, lid, WG_SIZE);
   if (t >= params.KWP * 4u * params.N4P) {
     return;
   }
@@ -105,7 +108,7 @@ fn repack_q(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG_SIZE)
 fn repack_s(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let t = linear_index(wid, nwg, lid, WG_SIZE);
   if (t >= params.ng * 4u * params.N4P) {
     return;
   }
@@ -138,14 +141,6 @@ var<private> r0: u32; var<private> r1: u32; var<private> r2: u32; var<private> r
 var<private> a0: vec4<f32>; var<private> a1: vec4<f32>; var<private> a2: vec4<f32>; var<private> a3: vec4<f32>;
 // This lane's value of the current 8-value chunk of x, per row.
 var<private> x0: f32; var<private> x1: f32; var<private> x2: f32; var<private> x3: f32;
-
-// Value e (0 .. PER-1) of each of the 4 words as f32 levels (before the zero point).
-fn levels(wd: vec4<u32>, e: u32) -> vec4<f32> {
-  if (BITS == 8u) {
-    return vec4<f32>(bitcast<vec4<i32>>(wd << vec4<u32>(24u - 8u * e)) >> vec4<u32>(24u));
-  }
-  return vec4<f32>((wd >> vec4<u32>(4u * e)) & vec4<u32>(15u));
-}
 
 // x_i = x[row i, k] for this lane's k = 8t + l (0 past K).
 fn load_x(k: u32) {
@@ -184,7 +179,7 @@ fn store(m: u32, c: u32, v: vec4<f32>) {
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let craw = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let craw = linear_index(wid, nwg, lid, WG_SIZE);
   let c = min(craw, params.N4P - 1u); // no early return (see the header)
   let mb = wid.z * TM;                // < M by the grid
   let l = lane % 8u;

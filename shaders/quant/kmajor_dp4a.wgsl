@@ -34,6 +34,8 @@
 
 enable subgroups;
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 override BITS: u32 = 4;
 override TM: u32 = 1;
@@ -114,7 +116,7 @@ fn store(m: u32, c: u32, v: vec4<f32>) {
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32, @builtin(subgroup_invocation_id) lane: u32) {
-  let craw = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let craw = linear_index(wid, nwg, lid, WG_SIZE);
   let c = min(craw, params.N4P - 1u); // no early return (see the header)
   let mb = wid.z * TM;                // < M by the grid
   let qb = (c / CB) * params.KWP * CB + c % CB; // vec4 index of word 0 of this column quad; word kw at + kw * CB

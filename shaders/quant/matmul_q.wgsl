@@ -1,4 +1,4 @@
-// matmul_q.wgsl — y[M, N] = x[M, K] · dequant(W)[N, K]^T, W packed int4 (group-wise) or int8 (per row), f32 x and y
+// matmul_q.wgsl — y[M, N] = x[M, K] · dequant(W)[N, K]^T, W packed int4 (group-wise) or int8 (per row), f32 or f16 x and y
 //
 // Entry:     main
 // Workgroup: @workgroup_size(WG_X, WG_Y), override WG_X: u32 = 8, override WG_Y: u32 = 8
@@ -6,14 +6,17 @@
 //            (host: Kernel.grid2d): row workgroup wid.z * num_workgroups.y + wid.y; one invocation =
 //            a TM x 4 register tile (TM rows of x by 4 rows of W); no workgroup memory, no barriers.
 //            The host uses WG_X = 64, WG_Y = 1.
+// Parameters: X_TYPE = f32 | f16
+//            the element type of x and y; f16 needs shader-f16 (`enable f16`): dequantization and
+//            accumulation stay f32 and y is rounded to f16 once at the end
 // Bindings (group 0):
-//   0 x        storage read        array<f32>  [M, K] row-major
+//   0 x        storage read        array<X_TYPE>  [M, K] row-major
 //   1 qweight  storage read        array<u32>  [nw, KW] rows n0 .. n0+nw-1 of W (one binding window);
 //                                              KW = ceil(K / PER) words, PER = 32 / BITS values per word
 //   2 scales   storage read        array<u32>  [N * ng] f16, element i at bits 16*(i%2) of word i/2 (whole tensor)
 //   3 zeros    storage read        array<u32>  [N, ceil(ng/8)] 4-bit zero points (asym int4; whole tensor);
 //                                              unread when sym or BITS == 8 (bind any tensor)
-//   4 y        storage read_write  array<f32>  [M, N] row-major; this dispatch writes columns n0 .. n0+nw-1
+//   4 y        storage read_write  array<X_TYPE>  [M, N] row-major; this dispatch writes columns n0 .. n0+nw-1
 //   5 params   uniform             Params { M, N, K (elements), G (group size; int8: KW*4), ng (groups per row),
 //                                           n0 (first W row of the window), nw (rows in window),
 //                                           sym (1: int4 symmetric, implicit zero 8) }
@@ -25,6 +28,15 @@
 //            two groups; pad values past K are never used (x is masked in the ragged last word).
 //            Layout: src/quant/formats.ts
 // Reference: src/ref/quant.ts dequantizeRef + src/ref/matmul.ts matmulRef
+
+#define X_TYPE f32
+#if X_TYPE == f16
+enable f16;
+#endif
+
+#include "common/grid.wgsl"
+#include "common/packed.wgsl"
+#include "common/packed_levels.wgsl"
 
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
@@ -44,46 +56,19 @@ struct Params {
   sym: u32,
 }
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<{{X_TYPE}}>;
 @group(0) @binding(1) var<storage, read> qweight: array<u32>;
 @group(0) @binding(2) var<storage, read> scales: array<u32>;
 @group(0) @binding(3) var<storage, read> zeros: array<u32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<{{X_TYPE}}>;
 @group(0) @binding(5) var<uniform> params: Params;
-
-// Scale of group g of global row n.
-fn scale_at(n: u32, g: u32) -> f32 {
-  let i = n * params.ng + g;
-  let pair = unpack2x16float(scales[i >> 1u]);
-  return select(pair.x, pair.y, (i & 1u) == 1u);
-}
-
-// Zero point of group g of global row n (int4; 8 when sym, 0 for int8).
-fn zero_at(n: u32, g: u32) -> f32 {
-  if (BITS == 8u) {
-    return 0.0;
-  }
-  if (params.sym != 0u) {
-    return 8.0;
-  }
-  let zw = (params.ng + 7u) / 8u;
-  return f32((zeros[n * zw + g / 8u] >> (4u * (g % 8u))) & 15u);
-}
-
-// Quantized value e (0 .. PER-1) of each of the 4 words, as f32 levels (before the zero point).
-fn levels(wd: vec4<u32>, e: u32) -> vec4<f32> {
-  if (BITS == 8u) {
-    return vec4<f32>(bitcast<vec4<i32>>(wd << vec4<u32>(24u - 8u * e)) >> vec4<u32>(24u));
-  }
-  return vec4<f32>((wd >> vec4<u32>(4u * e)) & vec4<u32>(15u));
-}
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let PER = 32u / BITS;
   let nb = gid.x * TN;
-  let mb = ((wid.z * nwg.y + wid.y) * WG_Y + lid.y) * TM;
+  let mb = (row_workgroup(wid, nwg) * WG_Y + lid.y) * TM;
   let K = params.K;
   if (nb >= params.nw || mb >= params.M) {
     return;
@@ -117,7 +102,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
         let k = kw * PER + e;
         for (var i = 0u; i < TM; i++) {
           // Masked past K (the ragged last word): the pad value meets x = 0, never the next row.
-          acc[i] = fma(vec4<f32>(select(0.0, x[xrow[i] + k], k < K)), wv, acc[i]);
+          acc[i] = fma(vec4<f32>(select(0.0, f32(x[xrow[i] + k]), k < K)), wv, acc[i]);
         }
       }
     }
@@ -129,7 +114,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation
     }
     for (var j = 0u; j < TN; j++) {
       if (nb + j < params.nw) {
-        y[m * params.N + params.n0 + nb + j] = acc[i][j];
+        y[m * params.N + params.n0 + nb + j] = {{X_TYPE}}(acc[i][j]);
       }
     }
   }

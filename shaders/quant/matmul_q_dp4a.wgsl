@@ -32,6 +32,9 @@
 // Accuracy:  x rounding to 8 bits per block: relative error ≈ 1/(2·127) of each block's max, ~4e-3 of ||y||.
 // Reference: src/ref/quant.ts dequantizeRef + src/ref/matmul.ts matmulRef (within the stated tolerance)
 
+#include "common/grid.wgsl"
+#include "common/packed.wgsl"
+
 override WG_SIZE: u32 = 64;
 override BITS: u32 = 4;
 override TM: u32 = 1;
@@ -63,7 +66,7 @@ fn quantize_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
               @builtin(local_invocation_index) lid: u32) {
   let K = params.K;
   let NB = (K + QB - 1u) / QB;
-  let t = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let t = linear_index(wid, nwg, lid, WG_SIZE);
   if (t >= params.M * NB) {
     return;
   }
@@ -108,27 +111,10 @@ fn quantize_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nw
   xs[m * NB + b] = vec2<f32>(select(amax / 127.0, bitcast<f32>(0x7fc00000u | u32(!bad)), bad), f32(sum));
 }
 
-fn scale_at(n: u32, g: u32) -> f32 {
-  let i = n * params.ng + g;
-  let pair = unpack2x16float(scales[i >> 1u]);
-  return select(pair.x, pair.y, (i & 1u) == 1u);
-}
-
-fn zero_at(n: u32, g: u32) -> i32 {
-  if (BITS == 8u) {
-    return 0;
-  }
-  if (params.sym != 0u) {
-    return 8;
-  }
-  let zw = (params.ng + 7u) / 8u;
-  return i32((zeros[n * zw + g / 8u] >> (4u * (g % 8u))) & 15u);
-}
-
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let r = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let r = linear_index(wid, nwg, lid, WG_SIZE);
   let mb = wid.z * TM;
   if (r >= params.nw) {
     return;
@@ -144,7 +130,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var b = 0u; b < NB; b++) {
     let g = (b * QB) / params.G;
     let s = scale_at(n, g);
-    let z = zero_at(n, g);
+    let z = i32(zero_code(n, g));
     var wd: array<u32, 8>;
     for (var c = 0u; c < WPB; c++) {
       wd[c] = qweight[r * KW + b * WPB + c];

@@ -24,6 +24,10 @@
 
 enable subgroups;
 
+#include "common/grid.wgsl"
+#include "common/packed.wgsl"
+#include "common/packed_levels.wgsl"
+
 override WG_SIZE: u32 = 64;
 override BITS: u32 = 4;
 override TM: u32 = 1;
@@ -48,35 +52,11 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-fn scale_at(n: u32, g: u32) -> f32 {
-  let i = n * params.ng + g;
-  let pair = unpack2x16float(scales[i >> 1u]);
-  return select(pair.x, pair.y, (i & 1u) == 1u);
-}
-
-fn zero_at(n: u32, g: u32) -> f32 {
-  if (BITS == 8u) {
-    return 0.0;
-  }
-  if (params.sym != 0u) {
-    return 8.0;
-  }
-  let zw = (params.ng + 7u) / 8u;
-  return f32((zeros[n * zw + g / 8u] >> (4u * (g % 8u))) & 15u);
-}
-
-fn level(wd: u32, e: u32) -> f32 {
-  if (BITS == 8u) {
-    return f32(bitcast<i32>(wd << (24u - 8u * e)) >> 24u);
-  }
-  return f32((wd >> (4u * e)) & 15u);
-}
-
 @compute @workgroup_size(WG_SIZE)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let PER = 32u / BITS;
-  let row = (wid.y * nwg.x + wid.x) * (WG_SIZE / LANES) + lid / LANES;
+  let row = workgroup_index(wid, nwg) * (WG_SIZE / LANES) + lid / LANES;
   let lane = lid % LANES;
   // Rows past the window recompute the last row: every lane stays in the shuffles (uniform flow).
   let r = min(row, params.nw - 1u);

@@ -24,6 +24,8 @@
 //                                            weight_decay, bc1 (1 − beta1^t), bc2 (1 − beta2^t), grad_scale }
 // Reference: src/ref/train.ts adamwRef, sumSquaresRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 256;
 
 struct Params {
@@ -47,14 +49,10 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> partials: array<f32>;
 @group(0) @binding(5) var<uniform> params: Params;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
-}
-
 @compute @workgroup_size(WG_SIZE)
 fn step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i >= params.n) {
     return;
   }
@@ -71,7 +69,7 @@ fn step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 @compute @workgroup_size(WG_SIZE)
 fn sumsq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-  let j = linear_index(wid, nwg, lid);
+  let j = linear_index(wid, nwg, lid, WG_SIZE);
   if (j >= params.nparts) {
     return;
   }

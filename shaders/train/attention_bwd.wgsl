@@ -33,6 +33,8 @@
 //                                          sequence), recompute (stats: 1 = recompute lse) }
 // Reference: src/ref/train.ts attentionForwardRef64, attentionBackwardRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 // Fixed trip count for loops over the head dimension (keeps rows in registers); must equal params.D.
 override HEAD_DIM: u32 = 64;
@@ -60,10 +62,6 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> dv: array<f32>;
 @group(0) @binding(10) var<uniform> params: Params;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
-}
-
 // First key position query t attends.
 fn first_key(t: u32) -> u32 {
   if (params.seq > 0u) {
@@ -83,7 +81,7 @@ fn end_query(j: u32) -> u32 {
 @compute @workgroup_size(WG_SIZE)
 fn forward_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-  let row = linear_index(wid, nwg, lid);
+  let row = linear_index(wid, nwg, lid, WG_SIZE);
   if (row >= params.T * params.Hq) {
     return;
   }
@@ -125,7 +123,7 @@ fn forward_stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
 @compute @workgroup_size(WG_SIZE)
 fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
-  let row = linear_index(wid, nwg, lid);
+  let row = linear_index(wid, nwg, lid, WG_SIZE);
   if (row >= params.T * params.Hq) {
     return;
   }
@@ -164,7 +162,7 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(WG_SIZE)
 fn bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-  let row = linear_index(wid, nwg, lid);
+  let row = linear_index(wid, nwg, lid, WG_SIZE);
   if (row >= params.T * params.Hq) {
     return;
   }
@@ -207,7 +205,7 @@ fn bwd_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
 @compute @workgroup_size(WG_SIZE)
 fn bwd_dkv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-  let idx = linear_index(wid, nwg, lid);
+  let idx = linear_index(wid, nwg, lid, WG_SIZE);
   if (idx >= params.T * params.Hkv) {
     return;
   }

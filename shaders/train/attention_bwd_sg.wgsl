@@ -28,6 +28,8 @@
 
 enable subgroups;
 
+#include "common/grid.wgsl"
+
 override HEAD_DIM: u32 = 64;
 override GROUP: u32 = 1;
 const SG: u32 = 8u;
@@ -78,7 +80,7 @@ fn dot4(a: vec4<f32>, b: vec4<f32>) -> f32 {
 @compute @workgroup_size(8, 1, 1)
 fn stats_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lane: u32) {
-  let wg = wid.y * nwg.x + wid.x;
+  let wg = workgroup_index(wid, nwg);
   if (wg >= ((params.T + SG - 1u) / SG) * params.Hkv) {
     return;
   }
@@ -141,7 +143,7 @@ fn stats_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(8, 1, 1)
 fn dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
          @builtin(local_invocation_index) lane: u32) {
-  let wg = wid.y * nwg.x + wid.x;
+  let wg = workgroup_index(wid, nwg);
   if (wg >= ((params.T + SG - 1u) / SG) * params.Hkv) {
     return;
   }
@@ -210,7 +212,7 @@ fn dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: ve
 @compute @workgroup_size(8, 1, 1)
 fn dkv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lane: u32) {
-  let wg = wid.y * nwg.x + wid.x;
+  let wg = workgroup_index(wid, nwg);
   if (wg >= ((params.T + SG - 1u) / SG) * params.Hkv) {
     return;
   }

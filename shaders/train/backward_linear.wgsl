@@ -21,6 +21,8 @@
 // Ragged M, P, R: edge tiles clamp their loads and skip their stores.
 // Reference: src/ref/backward.ts linearBackwardRef
 
+#include "common/grid.wgsl"
+
 override WG_X: u32 = 8;
 override WG_Y: u32 = 8;
 
@@ -46,7 +48,7 @@ struct Params {
 fn gemm(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
         @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let pb = gid.x * TP;
-  let mb = ((wid.z * nwg.y + wid.y) * WG_Y + lid.y) * TM;
+  let mb = (row_workgroup(wid, nwg) * WG_Y + lid.y) * TM;
   let P = params.P;
   if (pb >= P || mb >= params.M) {
     return;

@@ -42,6 +42,8 @@
 // Override:  CHUNK: u32 = 16 (mse_grad elements per invocation)
 // Reference: src/ref/backward.ts crossEntropyBackwardRef, mseBackwardRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 override CHUNK: u32 = 16;
 
@@ -70,14 +72,10 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> pair_out: array<vec2<f32>>;
 @group(0) @binding(11) var<uniform> params: Params;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
-}
-
 @compute @workgroup_size(WG_SIZE)
 fn ce_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-  let t = linear_index(wid, nwg, lid);
+  let t = linear_index(wid, nwg, lid, WG_SIZE);
   if (t >= params.T) {
     return;
   }
@@ -125,7 +123,7 @@ fn ce_grad_at(i: u32, l: f32) -> f32 {
 @compute @workgroup_size(WG_SIZE)
 fn ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.T * params.V) {
     dlogits[i] = ce_grad_at(i, logits[i]);
   }
@@ -134,7 +132,7 @@ fn ce_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(WG_SIZE)
 fn ce_grad_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < params.T * params.V) {
     dlogits[i] = ce_grad_at(i, dlogits[i]);
   }
@@ -143,7 +141,7 @@ fn ce_grad_inplace(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(WG_SIZE)
 fn mse_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let w = wid.y * nwg.x + wid.x;
+  let w = workgroup_index(wid, nwg);
   let n = params.n;
   if (w * WG_SIZE * CHUNK >= n) {
     return;
@@ -165,7 +163,7 @@ fn mse_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG_SIZE)
 fn sum_pairs(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
              @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   let first = i * params.chunk;
   if (first >= params.len) {
     return;

@@ -27,6 +27,8 @@
 //   6 params  uniform             Params { T, H, eps, acc (0 = overwrite, 1 = add) }
 // Reference: src/ref/backward.ts rmsnormBackwardRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 
 struct Params {
@@ -47,7 +49,7 @@ struct Params {
 @compute @workgroup_size(WG_SIZE)
 fn rms_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let t = linear_index(wid, nwg, lid, WG_SIZE);
   if (t >= params.T) {
     return;
   }
@@ -66,7 +68,7 @@ fn rms_rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG_SIZE)
 fn rms_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
           @builtin(local_invocation_index) lid: u32) {
-  let i = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   let H = params.H;
   if (i >= params.T * H) {
     return;

@@ -45,6 +45,8 @@
 //                                              id of this dispatch), nu, r0 (first dE row of the window), acc }
 // Reference: src/ref/backward.ts ropeBackwardRef, swigluBackwardRef, embeddingBackwardRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 
 struct RopeParams {
@@ -83,15 +85,11 @@ struct EmbParams {
 @group(0) @binding(11) var<storage, read_write> de: array<f32>;
 @group(0) @binding(12) var<uniform> emb_params: EmbParams;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
-}
-
 @compute @workgroup_size(WG_SIZE)
 fn rope_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>) {
   let half = rope_params.D / 2u;
-  let t = wid.z * nwg.y + wid.y;
+  let t = row_workgroup(wid, nwg);
   if (gid.x >= rope_params.nh * half || t >= rope_params.T) {
     return;
   }
@@ -114,7 +112,7 @@ fn rope_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgro
 @compute @workgroup_size(WG_SIZE)
 fn swiglu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i >= ew_params.n) {
     return;
   }
@@ -129,7 +127,7 @@ fn swiglu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 @compute @workgroup_size(WG_SIZE)
 fn emb_zero(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i < emb_params.n) {
     de[i] = 0.0;
   }

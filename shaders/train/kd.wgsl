@@ -15,6 +15,8 @@
 //   4 params   uniform             Params { T, V, scale (gradient factor, e.g. 1 / T) }
 // Reference: test/train/kd.test.ts (float64 softmax and KL)
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 
 struct Params {
@@ -32,7 +34,7 @@ struct Params {
 @compute @workgroup_size(WG_SIZE)
 fn kd_grad(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-  let t = (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
+  let t = linear_index(wid, nwg, lid, WG_SIZE);
   if (t >= params.T) {
     return;
   }

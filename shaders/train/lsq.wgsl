@@ -36,6 +36,8 @@
 //                                             learn_z, accumulate, grad_scale (1: LSQ gradient scale) }
 // Reference: src/ref/train.ts lsqForwardRef, lsqBackwardRef, lsqInitRef
 
+#include "common/grid.wgsl"
+
 override WG_SIZE: u32 = 64;
 override SYM: bool = false;
 
@@ -62,10 +64,6 @@ struct Params {
 @group(0) @binding(9) var<storage, read_write> zero_out: array<f32>;
 @group(0) @binding(10) var<uniform> params: Params;
 
-fn linear_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * WG_SIZE + lid;
-}
-
 fn level_lo() -> f32 {
   if (SYM) {
     return -f32(params.maxq) - 1.0;
@@ -83,7 +81,7 @@ fn zero_of(gi: u32) -> f32 {
 @compute @workgroup_size(WG_SIZE)
 fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
-  let i = linear_index(wid, nwg, lid);
+  let i = linear_index(wid, nwg, lid, WG_SIZE);
   if (i >= params.N * params.K) {
     return;
   }
@@ -98,7 +96,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: 
 @compute @workgroup_size(WG_SIZE)
 fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
-  let gi = linear_index(wid, nwg, lid);
+  let gi = linear_index(wid, nwg, lid, WG_SIZE);
   if (gi >= params.N * params.ng) {
     return;
   }
@@ -153,7 +151,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
 @compute @workgroup_size(WG_SIZE)
 fn init(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-  let gi = linear_index(wid, nwg, lid);
+  let gi = linear_index(wid, nwg, lid, WG_SIZE);
   if (gi >= params.N * params.ng) {
     return;
   }

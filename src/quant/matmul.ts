@@ -4,7 +4,7 @@
 //
 //   variant     shader                       when (auto)                                   x / y
 //   tiled       quant/matmul_q.wgsl          M > 8 on GPUs; fallback                       f32
-//   tiled_f16   quant/matmul_q_f16.wgsl      x is f16 (needs shader-f16)                   f16
+//   tiled_f16   quant/matmul_q.wgsl, f16     x is f16 (needs shader-f16)                   f16
 //   subgroup    quant/matmul_q_sg.wgsl       GPU, M <= 8, `subgroups`, subgroupMinSize >= 8 f32
 //   dp4a        quant/matmul_q_dp4a.wgsl     GPU, M <= 8, packed_4x8_integer_dot_product,   f32
 //                                            int4 G % 32 == 0, int8Activations: true
@@ -134,9 +134,8 @@ export async function qmatmul(
 
   if (variant === "tiled" || variant === "tiled_f16") {
     // Two pipelines per BITS (TM 1 for decode, 4 otherwise): each costs ~1 s of JIT on lavapipe.
-    const file = variant === "tiled" ? "quant/matmul_q.wgsl" : "quant/matmul_q_f16.wgsl";
     const TM = M === 1 ? 1 : 4;
-    const k = await ctx.kernels.get(file, "main", { WG_X: 64, WG_Y: 1, BITS: w.bits === 8 ? 8 : 4, TM });
+    const k = await ctx.kernels.get("quant/matmul_q.wgsl", "main", { WG_X: 64, WG_Y: 1, BITS: w.bits === 8 ? 8 : 4, TM }, { X_TYPE: variant === "tiled" ? "f32" : "f16" });
     for (const wn of windows) {
       batch.dispatch(
         k,

@@ -1,5 +1,5 @@
-// quant/fake_quant.ts — fake quantization on the GPU for AWQ's searches (entries of
-// shaders/quant/rtn.wgsl, sharing its exact rounding): W' = dequant(quant(clip(W·diag(s))))·diag(1/s)
+// quant/fake_quant.ts — fake quantization on the GPU for AWQ's searches (shaders/quant/fake_quant.wgsl
+// and clip.wgsl, sharing rtn.wgsl's exact rounding): W' = dequant(quant(clip(W·diag(s))))·diag(1/s)
 // in f32, with the same scale/zero/rounding rules as the packed quantizer, so α = 0 without a clip
 // reproduces RTN bit for bit. Also the clip search (per row and group, shrink max|w| and score the
 // group's partial dot products on sampled tokens) and the clip itself.
@@ -9,7 +9,8 @@ import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 
-const FILE = "quant/rtn.wgsl";
+const FAKE_QUANT = "quant/fake_quant.wgsl";
+const CLIP = "quant/clip.wgsl";
 const WG = 64;
 
 /** bits 2..8; G the group size along K (bits 8: any G, usually K). */
@@ -54,7 +55,7 @@ export async function fakeQuantize(
   const { N, K, ng } = check(spec, w);
   if (out.numel !== N * K) throw new TensorError(out.label, `fake quantization output must be [${N}, ${K}]`);
   if (opts.colScale && opts.colScale.numel !== 2 * K) throw new TensorError(opts.colScale.label, `column scales must be colScaleWords(s): 2 × ${K} values, got ${opts.colScale.numel}`);
-  const k = await ctx.kernels.get(FILE, "fake_quant", { WG_SIZE: WG, SYM: spec.sym });
+  const k = await ctx.kernels.get(FAKE_QUANT, "fake_quant", { WG_SIZE: WG, SYM: spec.sym });
   batch.dispatch(
     k,
     { w, fq: out, col_scale: opts.colScale ?? w, clip_max: opts.clipMax ?? w },
@@ -76,7 +77,7 @@ export async function clipSearch(ctx: GpuContext, w: GpuTensor, x: GpuTensor, sp
   const maxVal = GpuTensor.empty(ctx.gpu, [N, ng], "f32", `${w.label}.clip_max`);
   const errs = GpuTensor.empty(ctx.gpu, [N * ng, 2], "f32", `${w.label}.clip_err`);
   try {
-    const k = await ctx.kernels.get(FILE, "clip_search", { WG_SIZE: WG, SYM: spec.sym });
+    const k = await ctx.kernels.get(CLIP, "clip_search", { WG_SIZE: WG, SYM: spec.sym });
     const b = new CommandBatch(ctx.gpu, `clip ${w.label}`);
     const vec4 = K % 4 === 0 && Math.min(spec.G, K) % 4 === 0 ? 1 : 0;
     b.dispatch(k, { w, x, x4: x, clip_max_out: maxVal, clip_err: errs }, params(spec, N, K, { T, x_vec4: vec4 }), k.grid1d(Math.ceil((N * ng) / WG)));
@@ -99,6 +100,6 @@ export async function clipSearch(ctx: GpuContext, w: GpuTensor, x: GpuTensor, sp
 /** Records w (N, K) <- clamp(w, −m, m) with m = maxVal[n, group of k]. */
 export async function applyClip(ctx: GpuContext, batch: CommandBatch, w: GpuTensor, maxVal: GpuTensor, spec: FakeQuantSpec): Promise<void> {
   const { N, K } = check(spec, w);
-  const k = await ctx.kernels.get(FILE, "clip_apply", { WG_SIZE: WG });
+  const k = await ctx.kernels.get(CLIP, "clip_apply", { WG_SIZE: WG });
   batch.dispatch(k, { w_inout: w, clip_max: maxVal }, params(spec, N, K), k.grid1d(Math.ceil((N * K) / WG)));
 }

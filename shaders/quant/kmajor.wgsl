@@ -32,10 +32,10 @@
 //   6 qkv      storage read        array<vec4<u32>>  the qk tensor as vec4 words (4 columns each)
 //   7 szv      storage read        array<vec4<u32>>  the sz tensor as vec4 words (4 columns each)
 //   8 y        storage read_write  array<f32>        [M, N] row-major
-//   9 params   uniform             Params { M, N, K (elements), KW (canonical words per row), KWP (words per
-//                                           column in qk: ceil(K / 32) * 32 / PER), N4P (column quads: ceil(N / 32)
-//                                           * 8), ng (groups per row), GW (words per group: G / PER; int8: KW),
-//                                           mode (0 int8, 1 int4 asym, 2 int4 sym) }
+//   9 params   uniform             KMajorParams { M, N, K (elements), KW (canonical words per row), KWP (words per
+//                                                 column in qk: ceil(K / 32) * 32 / PER), N4P (column quads: ceil(N / 32)
+//                                                 * 8), ng (groups per row), GW (words per group: G / PER; int8: KW),
+//                                                 mode (0 int8, 1 int4 asym, 2 int4 sym) }
 // Overrides: BITS: u32 = 4 (4 or 8), TM: u32 = 1 (rows of x per invocation: 1, 2 or 4; M > 4 takes
 //            ceil(M / 4) z slices; rows past M are clamped loads and skipped stores)
 // Needs:     the `subgroups` feature (`enable subgroups`: the whole file), subgroups of >= 8 invocations
@@ -52,25 +52,12 @@
 enable subgroups;
 
 #include "common/grid.wgsl"
+#include "quant/kmajor_layout.wgsl"
 #include "common/packed_levels.wgsl"
 
 override WG_SIZE: u32 = 64;
 override BITS: u32 = 4;
 override TM: u32 = 1;
-
-const CB: u32 = 8u; // column quads per block
-
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  KW: u32,
-  KWP: u32,
-  N4P: u32,
-  ng: u32,
-  GW: u32,
-  mode: u32,
-}
 
 @group(0) @binding(0) var<storage, read> qweight: array<u32>;
 @group(0) @binding(1) var<storage, read> scales: array<u32>;
@@ -81,7 +68,7 @@ struct Params {
 @group(0) @binding(6) var<storage, read> qkv: array<vec4<u32>>;
 @group(0) @binding(7) var<storage, read> szv: array<vec4<u32>>;
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;
-@group(0) @binding(9) var<uniform> params: Params;
+@group(0) @binding(9) var<uniform> params: KMajorParams;
 
 
 // ---------------------------------------------------------------------------------------------
@@ -161,18 +148,6 @@ fn apply(e: u32, w: vec4<f32>) {
   if (TM > 2u) {
     a2 = fma(vec4<f32>(subgroupShuffle(x2, e)), w, a2);
     a3 = fma(vec4<f32>(subgroupShuffle(x3, e)), w, a3);
-  }
-}
-
-// y[m, 4c .. 4c+3] = v where m < M and the column < N.
-fn store(m: u32, c: u32, v: vec4<f32>) {
-  if (m >= params.M) {
-    return;
-  }
-  for (var j = 0u; j < 4u; j++) {
-    if (4u * c + j < params.N) {
-      y[m * params.N + 4u * c + j] = v[j];
-    }
   }
 }
 

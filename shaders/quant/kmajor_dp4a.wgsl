@@ -21,9 +21,9 @@
 //   3 szv      storage read        array<vec4<u32>>  (f16 scale | f16 zero << 16) per column, same blocking with ng
 //                                                    in place of KWP (kmajor.wgsl sz)
 //   4 y        storage read_write  array<f32>        [M, N] row-major
-//   5 params   uniform             Params { M, N, K (elements), KW, KWP, N4P, ng, GW (words per group: G / PER;
-//                                           int8: KW), mode } — as kmajor.wgsl; GW is a multiple of 32 / PER
-//                                           for int4 (G % 32 == 0)
+//   5 params   uniform             KMajorParams { M, N, K (elements), KW, KWP, N4P, ng, GW (words per group: G / PER;
+//                                                 int8: KW), mode } — as kmajor.wgsl; GW is a multiple of 32 / PER
+//                                                 for int4 (G % 32 == 0)
 // Overrides: BITS: u32 = 4 (4 or 8), TM: u32 = 1 (rows of x per invocation: 1, 2 or 4; M > 4 takes
 //            ceil(M / 4) z slices)
 // lavapipe:  lane l of each subgroup loads word l of the block's 8 xq words and the others take them
@@ -35,31 +35,18 @@
 enable subgroups;
 
 #include "common/grid.wgsl"
+#include "quant/kmajor_layout.wgsl"
 
 override WG_SIZE: u32 = 64;
 override BITS: u32 = 4;
 override TM: u32 = 1;
-
-const CB: u32 = 8u; // column quads per block (kmajor.wgsl)
-
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  KW: u32,
-  KWP: u32,
-  N4P: u32,
-  ng: u32,
-  GW: u32,
-  mode: u32,
-}
 
 @group(0) @binding(0) var<storage, read> xq: array<u32>;
 @group(0) @binding(1) var<storage, read> xs: array<vec2<f32>>;
 @group(0) @binding(2) var<storage, read> qkv: array<vec4<u32>>;
 @group(0) @binding(3) var<storage, read> szv: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(5) var<uniform> params: KMajorParams;
 
 // Rows of x as plain variables (not arrays, which llvmpipe keeps in memory); TM <= 4 so the
 // accumulators (4 SIMD registers per row) do not spill. m_i = the row index, clamped to M - 1.
@@ -99,18 +86,6 @@ fn block_row(a: vec4<f32>, wi: u32, m: u32, b: u32, NB: u32, l: u32, s: vec4<f32
   let xl = xq[(m * NB + b) * 8u + l];
   let xb = xs[m * NB + b];
   return fma(s * xb.x, vec4<f32>(block_dot(wi, xl) - z * i32(xb.y)), a);
-}
-
-// y[m, 4c .. 4c+3] = v where m < M and the column < N.
-fn store(m: u32, c: u32, v: vec4<f32>) {
-  if (m >= params.M) {
-    return;
-  }
-  for (var j = 0u; j < 4u; j++) {
-    if (4u * c + j < params.N) {
-      y[m * params.N + 4u * c + j] = v[j];
-    }
-  }
 }
 
 @compute @workgroup_size(WG_SIZE)

@@ -17,9 +17,9 @@
 //   3 zeros    storage read        array<u32>  [N, ceil(ng/8)] 4-bit zero points (asym int4; whole tensor);
 //                                              unread when sym or BITS == 8 (bind any tensor)
 //   4 y        storage read_write  array<X_TYPE>  [M, N] row-major; this dispatch writes columns n0 .. n0+nw-1
-//   5 params   uniform             Params { M, N, K (elements), G (group size; int8: KW*4), ng (groups per row),
-//                                           n0 (first W row of the window), nw (rows in window),
-//                                           sym (1: int4 symmetric, implicit zero 8) }
+//   5 params   uniform             PackedParams { M, N, K (elements), G (group size; int8: KW*4), ng (groups per row),
+//                                                 n0 (first W row of the window), nw (rows in window),
+//                                                 sym (1: int4 symmetric, implicit zero 8) }
 // Overrides: BITS: u32 = 4 (4 or 8), TM: u32 = 4 (1..8 rows of x per invocation; rows past M are
 //            clamped loads and skipped stores). The host uses TM = 1 for M = 1 and TM = 4 otherwise, so
 //            each BITS needs two pipelines (lavapipe JIT-compiles each in ~1 s).
@@ -45,23 +45,12 @@ override TM: u32 = 4;
 
 const TN: u32 = 4u;
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  G: u32,
-  ng: u32,
-  n0: u32,
-  nw: u32,
-  sym: u32,
-}
-
 @group(0) @binding(0) var<storage, read> x: array<{{X_TYPE}}>;
 @group(0) @binding(1) var<storage, read> qweight: array<u32>;
 @group(0) @binding(2) var<storage, read> scales: array<u32>;
 @group(0) @binding(3) var<storage, read> zeros: array<u32>;
 @group(0) @binding(4) var<storage, read_write> y: array<{{X_TYPE}}>;
-@group(0) @binding(5) var<uniform> params: Params;
+@group(0) @binding(5) var<uniform> params: PackedParams;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,

@@ -24,8 +24,8 @@
 //   5 zeros    storage read        array<u32>        [N, ceil(ng/8)] 4-bit zero points (asym int4); unread
 //                                                    when sym or BITS == 8 (bind any tensor)
 //   6 y        storage read_write  array<f32>        [M, N]; this dispatch writes columns n0 .. n0+nw-1
-//   7 params   uniform             Params { M, N, K, G (group size, a multiple of 32; int8: KW*4), ng, n0, nw,
-//                                                  sym (1: int4 symmetric, implicit zero 8) }
+//   7 params   uniform             PackedParams { M, N, K, G (group size, a multiple of 32; int8: KW*4), ng, n0, nw,
+//                                                        sym (1: int4 symmetric, implicit zero 8) }
 // Overrides: BITS: u32 = 4 (4 or 8), TM: u32 = 1 (rows of x per invocation, 1..8; quantize_x ignores it)
 // Packing:   as matmul_q.wgsl (src/quant/formats.ts). Weight words past KW in a row's last block are
 //            read (from the next row) but meet xq = 0, so they add nothing.
@@ -41,17 +41,6 @@ override TM: u32 = 1;
 
 const QB: u32 = 32u; // x block (values)
 
-struct Params {
-  M: u32,
-  N: u32,
-  K: u32,
-  G: u32,
-  ng: u32,
-  n0: u32,
-  nw: u32,
-  sym: u32,
-}
-
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> xq: array<u32>;
 @group(0) @binding(2) var<storage, read_write> xs: array<vec2<f32>>;
@@ -59,7 +48,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> scales: array<u32>;
 @group(0) @binding(5) var<storage, read> zeros: array<u32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
-@group(0) @binding(7) var<uniform> params: Params;
+@group(0) @binding(7) var<uniform> params: PackedParams;
 
 @compute @workgroup_size(WG_SIZE)
 fn quantize_x(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

@@ -5,7 +5,7 @@
 import { createContext } from "../src/gpu/context.ts";
 import { parseConfig } from "../src/model/config.ts";
 import { syntheticConfigJson, syntheticTensor } from "../src/model/synthetic.ts";
-import { awqTransform } from "../src/quant/awq.ts";
+import { awqTransform } from "../src/ptq/awq.ts";
 import { rng } from "../src/ref/random.ts";
 
 const [blocks = 2, seqs = 4, L = 128] = process.argv.slice(2).map(Number);

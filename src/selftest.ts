@@ -1,8 +1,8 @@
 // selftest.ts — runs every foundation kernel once on fresh random inputs and compares it with its
 // CPU reference (src/ref). Used by `wgq doctor`; the test suite covers the same kernels in depth.
 
-import { convertF16ToF32, convertF32ToF16 } from "./common/convert.ts";
-import { reduceStats } from "./common/reduce.ts";
+import { convertF16ToF32, convertF32ToF16 } from "./nn/convert.ts";
+import { reduceStats } from "./nn/reduce.ts";
 import type { GpuContext } from "./gpu/context.ts";
 import { CommandBatch } from "./gpu/encoder.ts";
 import { GpuTensor } from "./gpu/tensor.ts";

@@ -20,7 +20,7 @@ import { LlamaModel, type WeightSource } from "../model/llama.ts";
 import { syntheticConfigJson, syntheticSource } from "../model/synthetic.ts";
 import { packedBytes, quantSpec, type QuantBits } from "../quant/formats.ts";
 import { destroyPacked, downloadPacked, quantizeRtn } from "../quant/rtn.ts";
-import { rng } from "../ref/random.ts";
+import { rng } from "../common/random.ts";
 import type { BenchDType, BenchRow } from "./kernels.ts";
 import { median } from "./timer.ts";
 

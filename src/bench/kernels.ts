@@ -9,14 +9,14 @@
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
-import { convertF32ToF16 } from "../common/convert.ts";
+import { convertF32ToF16 } from "../nn/convert.ts";
 import { DENSE_VARIANTS, denseVariantUnavailable, matmul } from "../nn/matmul.ts";
 import { groupsPerRow, type HostPackedWeight, packedBytes, quantSpec, type QuantSpec, wordsPerRow, zeroWordsPerRow } from "../quant/formats.ts";
 import { qmatmul, QMATMUL_ALL_VARIANTS, type QMatmulAnyVariant, variantUnavailable } from "../quant/matmul.ts";
+import { dequantizePacked } from "../quant/pack.ts";
 import { destroyPacked, downloadPacked, emptyPacked, type GpuPackedWeight, quantizeRtn } from "../quant/rtn.ts";
-import { f16ArrayToF32, f32ArrayToF16 } from "../ref/f16.ts";
-import { dequantizeRef } from "../ref/quant.ts";
-import { randomF32 } from "../ref/random.ts";
+import { f16ArrayToF32, f32ArrayToF16 } from "../common/half.ts";
+import { randomF32 } from "../common/random.ts";
 import type { BenchTimer } from "./timer.ts";
 
 export type BenchDType = "f32" | "f16" | "int8" | "int4";
@@ -234,7 +234,7 @@ async function makeWeights(ctx: GpuContext, shape: Shape, plan: KernelBenchPlan)
       }
       b.submit();
       const host = await downloadPacked(copies[0]);
-      const ref = dequantizeRef(pickRows(host, cols));
+      const ref = dequantizePacked(pickRows(host, cols));
       packed.push({ dtype, group: G, spec, copies, bytes: packedBytes(spec).total, ref, ...(plan.peer && dtype === "int4" ? { host } : {}) });
     }
     await gpu.sync();
@@ -359,7 +359,7 @@ async function benchShapeM(ctx: GpuContext, timer: BenchTimer, plan: KernelBench
 
 /**
  * n floats uniform in (-1, 1), never 0, from a 32-bit LCG (seeded): ~6x faster than
- * src/ref/random.ts for the 45M weights of an 11008x4096 matrix; quality is irrelevant for timing.
+ * src/common/random.ts for the 45M weights of an 11008x4096 matrix; quality is irrelevant for timing.
  */
 function fastRandom(n: number, seed: number): Float32Array {
   const out = new Float32Array(n);

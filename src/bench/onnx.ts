@@ -15,7 +15,7 @@
 
 import { UsageError } from "../errors.ts";
 import { groupsPerRow, type HostPackedWeight, wordsPerRow, zeroWordsPerRow } from "../quant/formats.ts";
-import { f16ArrayToF32 } from "../ref/f16.ts";
+import { f16ArrayToF32 } from "../common/half.ts";
 
 /** onnx.TensorProto.DataType values used here. */
 export const ONNX_DTYPE = { float: 1, uint8: 2, float16: 10 } as const;

@@ -20,7 +20,7 @@
 // every ORT row says `unavailable: <reason>` and the bench goes on.
 
 import { createRequire } from "node:module";
-import { f16ArrayToF32, f32ArrayToF16 } from "../ref/f16.ts";
+import { f16ArrayToF32, f32ArrayToF16 } from "../common/half.ts";
 import { addModel, matmulModel, matmulNBitsModel } from "./onnx.ts";
 import type { BenchDType, BenchRow, PeerContext } from "./kernels.ts";
 import { median } from "./timer.ts";

@@ -3,17 +3,17 @@
 //   rtn   int4 g128 (asymmetric) and int8: each linear uploaded as f32, quantized on the GPU
 //         (src/quant/rtn.ts) and read back packed, as `wgq quantize --method rtn` does per tensor
 //         (reading the checkpoint and writing the file are left out; so is making the weights)
-//   awq   (optional) int4 g128 AWQ search + clip of one block (src/quant/awq.ts), on 4 random
+//   awq   (optional) int4 g128 AWQ search + clip of one block (src/ptq/awq.ts), on 4 random
 //         sequences of 128 tokens; the time of the block alone, not the embedding lookup before it
 
 import type { GpuContext } from "../gpu/context.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { parseConfig, type LlamaConfig } from "../model/config.ts";
 import { syntheticConfigJson, syntheticTensor } from "../model/synthetic.ts";
-import { awqTransform } from "../quant/awq.ts";
+import { awqTransform } from "../ptq/awq.ts";
 import { type QuantBits } from "../quant/formats.ts";
 import { destroyPacked, downloadPacked, quantizeRtn } from "../quant/rtn.ts";
-import { rng } from "../ref/random.ts";
+import { rng } from "../common/random.ts";
 import type { BenchDType, BenchRow } from "./kernels.ts";
 import { median } from "./timer.ts";
 

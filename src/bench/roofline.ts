@@ -8,7 +8,7 @@ import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { KernelRegistry } from "../gpu/kernel.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
-import { randomF32 } from "../ref/random.ts";
+import { randomF32 } from "../common/random.ts";
 import { type BenchTimer, median } from "./timer.ts";
 
 export interface RooflineResult {

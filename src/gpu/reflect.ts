@@ -5,7 +5,7 @@
 
 import { WgslReflect } from "wgsl_reflect/wgsl_reflect.module.js";
 import { ParamsError, ShaderError } from "../errors.ts";
-import { f32ToF16Bits } from "../ref/f16.ts";
+import { f32ToF16Bits } from "../common/half.ts";
 import type { Expansion } from "./preprocess.ts";
 
 export type BindingKind = "storage" | "read-only-storage" | "uniform";

@@ -11,7 +11,7 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { InputError, UsageError } from "../errors.ts";
-import { rng } from "../ref/random.ts";
+import { rng } from "../common/random.ts";
 
 export interface Document {
   /** File (and line for JSONL) it came from, for error messages. */

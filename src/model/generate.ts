@@ -6,7 +6,7 @@
 
 import { EmptyGenerationError, NonFiniteError, UsageError } from "../errors.ts";
 import { describeNonFinite, firstNonFinite } from "../nn/finite.ts";
-import { rng } from "../ref/random.ts";
+import { rng } from "../common/random.ts";
 import type { LlamaModel } from "./llama.ts";
 
 export interface GenerateOptions {

@@ -17,7 +17,7 @@ import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { SafetensorsCheckpoint } from "../io/safetensors.ts";
-import { f32ArrayToF16 } from "../ref/f16.ts";
+import { f32ArrayToF16 } from "../common/half.ts";
 import { attention } from "../nn/attention.ts";
 import { addBias, addInPlace, siluMul } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";

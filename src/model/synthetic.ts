@@ -8,7 +8,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { expectedTensors, parseConfig, type LlamaConfig } from "./config.ts";
 import { writeSafetensors } from "../io/safetensors.ts";
-import { rng } from "../ref/random.ts";
+import { rng } from "../common/random.ts";
 import type { WeightSource } from "./llama.ts";
 
 export interface SyntheticOptions {

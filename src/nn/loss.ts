@@ -1,7 +1,7 @@
 // nn/loss.ts — next-token NLL, KL against reference logits and top-1 agreement, per row on the GPU
-// (shaders/nn/loss.wgsl), summed on the GPU (common/reduce.ts): only 4 scalars come back.
+// (shaders/nn/loss.wgsl), summed on the GPU (nn/reduce.ts): only 4 scalars come back.
 
-import { reduceStats } from "../common/reduce.ts";
+import { reduceStats } from "./reduce.ts";
 import { TensorError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import type { CommandBatch } from "../gpu/encoder.ts";

@@ -1,5 +1,5 @@
 // quant/awq_loss.ts — AWQ's search losses on the GPU (shaders/quant/awq_loss.wgsl), reduced to
-// per-invocation partial sums that the host adds in float64 (common/reduce.ts sumPartials).
+// per-invocation partial sums that the host adds in float64 (nn/reduce.ts sumPartials).
 //   sqErr:   sum |a - b|^2 of a module's output against its fp output (one pass, vec4 loads)
 //   gramDot: sum_n d_n G d_nᵀ, d = fq - w, G = XᵀX: the squared output error of a linear layer
 //            over every calibration token, without re-running the layer (N·K² work instead of T·N·K)

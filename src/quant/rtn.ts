@@ -1,5 +1,5 @@
 // quant/rtn.ts — round-to-nearest quantization on the GPU (shaders/quant/rtn.wgsl) into the canonical
-// packed layout of src/quant/formats.ts. (fp16 casts on the GPU: src/common/convert.ts.)
+// packed layout of src/quant/formats.ts. (fp16 casts on the GPU: src/nn/convert.ts.)
 // Input weights stay on the GPU; the only readback is a 16-byte flag buffer that reports NaN/Inf
 // (and scales that overflow f16) as a TensorError naming the weight.
 //

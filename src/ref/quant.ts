@@ -17,52 +17,13 @@ import {
   wordsPerRow,
   zeroWordsPerRow,
 } from "../quant/formats.ts";
-import { f16BitsToF32 } from "./f16.ts";
+import { f16BitsToF32, f32ToBf16Bits, f64ToF16Bits, rint } from "../common/half.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Scalars
+// Scalars: rint and the f16/bf16 codecs are the host's (src/common/half.ts)
 // ---------------------------------------------------------------------------------------------
 
-/** Round to nearest integer, ties to even. */
-export function rint(x: number): number {
-  const f = Math.floor(x);
-  const d = x - f;
-  if (d > 0.5) return f + 1;
-  if (d < 0.5) return f;
-  return f % 2 === 0 ? f : f + 1;
-}
-
-/** Any float64 value -> binary16 bits, rounded once (to nearest, ties to even); ±Inf on overflow. */
-export function f64ToF16Bits(x: number): number {
-  if (Number.isNaN(x)) return 0x7e00;
-  const sign = x < 0 || Object.is(x, -0) ? 0x8000 : 0;
-  const a = Math.abs(x);
-  if (a >= 65520) return sign | 0x7c00; // 65504 + half an ulp (a tie rounds to even = Inf)
-  if (a < 2 ** -14) return sign | rint(a * 2 ** 24); // subnormal (1024 carries into the exponent: correct)
-  let e = Math.floor(Math.log2(a));
-  if (2 ** e > a) e--;
-  if (2 ** (e + 1) <= a) e++;
-  let m = rint(a / 2 ** (e - 10)); // 1024 .. 2048, exact scaling
-  if (m === 2048) {
-    m = 1024;
-    e++;
-  }
-  if (e + 15 >= 31) return sign | 0x7c00;
-  return sign | ((e + 15) << 10) | (m - 1024);
-}
-
-/** f32 value -> bfloat16 bits (round to nearest even; NaN stays a quiet NaN; overflow -> ±Inf). */
-export function f32ToBf16Bits(x: number): number {
-  const f = new Float32Array([x]);
-  const b = new Uint32Array(f.buffer)[0];
-  if ((b & 0x7f800000) === 0x7f800000 && b & 0x7fffff) return ((b >>> 16) | 0x40) & 0xffff;
-  return ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) & 0xffff;
-}
-
-/** bfloat16 bits -> f32 value (exact). */
-export function bf16BitsToF32(h: number): number {
-  return new Float32Array(new Uint32Array([(h & 0xffff) << 16]).buffer)[0];
-}
+export { bf16BitsToF32, f32ToBf16Bits, f64ToF16Bits, rint } from "../common/half.ts";
 
 /** f32 [n] -> f16 bits [n] (round to nearest even); throws TensorError naming `label` on NaN/Inf or overflow. */
 export function castF16Ref(w: Float32Array, label: string): Uint16Array {

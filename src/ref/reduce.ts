@@ -1,6 +1,8 @@
-// ref/reduce.ts — CPU reference for shaders/common/reduce.wgsl, in float64.
+// ref/reduce.ts — CPU reference for shaders/common/reduce.wgsl (src/nn/reduce.ts), in float64.
 
-export type ReduceAxis = "rows" | "cols";
+import type { ReduceAxis } from "../nn/reduce.ts";
+
+export type { ReduceAxis };
 
 /**
  * x (R, C) row-major -> stats (S, 4) as (sum, sum |x|, max |x|, sum x^2) per row (S = R, axis

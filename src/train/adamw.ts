@@ -13,7 +13,7 @@ import { TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
-import { sumPartials } from "../common/reduce.ts";
+import { sumPartials } from "../nn/reduce.ts";
 
 const FILE = "train/adamw.wgsl";
 const WG = 256;

@@ -2,10 +2,10 @@
 // (src/quant/formats.ts): scales rounded to f16, codes clamp(round(w / s) + z) with the packed
 // quantizer's levels, so `wgq eval` and `wgq generate` run a QAT model unchanged.
 
+import { f16BitsToF32, f64ToF16Bits, rint } from "../common/half.ts";
 import { TensorError } from "../errors.ts";
 import { groupsPerRow, maxCode, quantSpec, type HostPackedWeight, type QuantBits } from "../quant/formats.ts";
-import { f16BitsToF32 } from "../ref/f16.ts";
-import { f64ToF16Bits, packRef, rint } from "../ref/quant.ts";
+import { packCodes } from "../quant/pack.ts";
 import type { TrainedLinear } from "./qat.ts";
 
 export function packTrained(t: TrainedLinear, bits: QuantBits, groupSize: number, sym: boolean): HostPackedWeight {
@@ -38,5 +38,5 @@ export function packTrained(t: TrainedLinear, bits: QuantBits, groupSize: number
       }
     }
   }
-  return packRef({ spec, codes, scales, zeros });
+  return packCodes({ spec, codes, scales, zeros });
 }

@@ -25,7 +25,7 @@ import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { embedding } from "../nn/embedding.ts";
-import { rng } from "../ref/random.ts";
+import { rng } from "../common/random.ts";
 import { adamwStep, clipFactor, gradNorm, learningRate, type AdamWTensors } from "./adamw.ts";
 import {
   announce, curveFromSaved, curveToSaved, loadCheckpoint, saveManifest, tokensHash, writeTensors,

@@ -21,8 +21,8 @@ import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
 import { groupsPerRow, maxCode, quantSpec, type QuantBits, type QuantSpec } from "../quant/formats.ts";
-import { f16BitsToF32 } from "../ref/f16.ts";
-import { quantizeRef } from "../ref/quant.ts";
+import { f16BitsToF32 } from "../common/half.ts";
+import { quantizeCodes } from "../quant/pack.ts";
 import { attentionBackward } from "./attention_bwd.ts";
 import { crossEntropyBackward, linearBackward, mseBackward, rmsnormBackward, ropeBackward, swigluBackward } from "./backward.ts";
 import { FakeQuant } from "./fq.ts";
@@ -90,7 +90,7 @@ export class QLinear {
   /** Step sizes and zero points from the packed quantizer's rules (f16 scales, integer zeros). */
   static create(ctx: GpuContext, name: string, w: Float32Array, N: number, K: number, q: QatSpec): QLinear {
     const spec = quantSpec(q.bits, N, K, q.groupSize, q.sym);
-    const codes = quantizeRef(w, spec, name);
+    const codes = quantizeCodes(w, spec, name);
     const ng = groupsPerRow(spec);
     const s = Float32Array.from(codes.scales, (b) => f16BitsToF32(b));
     // LSQ's symmetric step must be positive: an all-zero group keeps a tiny step.

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { TensorError } from "../../src/errors.ts";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
-import { reduceStats } from "../../src/common/reduce.ts";
+import { reduceStats } from "../../src/nn/reduce.ts";
 import { reduceRef } from "../../src/ref/reduce.ts";
 import { gpuContext, randomF32, rng } from "../helpers/gpu.ts";
 

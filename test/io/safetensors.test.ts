@@ -8,8 +8,9 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { InputError, OutputError } from "../../src/errors.ts";
+import { bf16ArrayToF32, f32ArrayToBf16 } from "../../src/common/half.ts";
 import {
-  SafetensorsCheckpoint, SafetensorsFile, SafetensorsWriter, bf16ArrayToF32, f32ArrayToBf16, writeSafetensors,
+  SafetensorsCheckpoint, SafetensorsFile, SafetensorsWriter, writeSafetensors,
   writeShardedSafetensors, INDEX_FILE, type HostTensor, type TensorSpec,
 } from "../../src/io/safetensors.ts";
 import { f32ToF16Bits } from "../../src/ref/f16.ts";

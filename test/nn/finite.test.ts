@@ -16,8 +16,8 @@ import { evaluate, windows } from "../../src/model/eval.ts";
 import { generate } from "../../src/model/generate.ts";
 import { parseConfig, type LlamaConfig } from "../../src/model/config.ts";
 import { mapSource, syntheticWeights, writeSyntheticModel } from "../../src/model/synthetic.ts";
-import { CalibrationCollector } from "../../src/quant/calib.ts";
-import { awqTransform } from "../../src/quant/awq.ts";
+import { CalibrationCollector } from "../../src/ptq/calib.ts";
+import { awqTransform } from "../../src/ptq/awq.ts";
 import { f32ToF16Bits } from "../../src/ref/f16.ts";
 import { gpuContext, rng } from "../helpers/gpu.ts";
 

@@ -4,7 +4,7 @@
 import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
-import { sumPartials } from "../../src/common/reduce.ts";
+import { sumPartials } from "../../src/nn/reduce.ts";
 import { gramDot, sqErr, sqErrParts } from "../../src/quant/awq_loss.ts";
 import { gpuContext, randomF32 } from "../helpers/gpu.ts";
 

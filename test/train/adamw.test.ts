@@ -6,7 +6,7 @@ import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { adamwRef, sumSquaresRef } from "../../src/ref/train.ts";
-import { sumPartials } from "../../src/common/reduce.ts";
+import { sumPartials } from "../../src/nn/reduce.ts";
 import { adamwStep, clipFactor, gradNorm, gradSumSquares, learningRate, type LrSchedule } from "../../src/train/adamw.ts";
 import { gpuContext, randomF32, relError } from "../helpers/gpu.ts";
 

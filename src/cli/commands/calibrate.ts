@@ -13,8 +13,8 @@ import { AtomicOutput, checkResumeSettings, realPathOf, removeStaleTemps, STATE_
 import { SafetensorsCheckpoint, writeSafetensors, type HostTensor } from "../../io/safetensors.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { LlamaModel } from "../../model/llama.ts";
-import { CalibrationCollector, INPUT_GROUPS, type ChannelStats, type CollectorState, type InputGroup } from "../../quant/calib.ts";
-import { calibrationBlocks } from "../../quant/calib_data.ts";
+import { CalibrationCollector, INPUT_GROUPS, type ChannelStats, type CollectorState, type InputGroup } from "../../ptq/calib.ts";
+import { calibrationBlocks } from "../../ptq/calib_data.ts";
 import { loadConfig } from "../../model/config.ts";
 import { checkContextLength, intOption, progressLine } from "../util.ts";
 

@@ -14,13 +14,13 @@ import { evaluate, windows } from "../../model/eval.ts";
 import { LlamaModel } from "../../model/llama.ts";
 import { writeSyntheticModel } from "../../model/synthetic.ts";
 import { matmul } from "../../nn/matmul.ts";
-import { awqTransform } from "../../quant/awq.ts";
+import { awqTransform } from "../../ptq/awq.ts";
 import { AtomicOutput } from "../../io/output.ts";
 import { qmatmul } from "../../quant/matmul.ts";
-import { quantizeModel } from "../../quant/quantize.ts";
+import { quantizeModel } from "../../ptq/quantize.ts";
 import { destroyPacked, quantizeRtn } from "../../quant/rtn.ts";
-import { f32ArrayToF16 } from "../../ref/f16.ts";
-import { randomF32, rng } from "../../ref/random.ts";
+import { f32ArrayToF16 } from "../../common/half.ts";
+import { randomF32, rng } from "../../common/random.ts";
 import { intOption, progressLine } from "../util.ts";
 
 export function demoCommand(): Command {

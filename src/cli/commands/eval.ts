@@ -11,7 +11,7 @@ import { checkContextLength, intOption, progressLine } from "../util.ts";
 import { UsageError } from "../../errors.ts";
 import { loadConfig, parseConfig, type LlamaConfig } from "../../model/config.ts";
 import { syntheticConfigJson, syntheticSource } from "../../model/synthetic.ts";
-import { rng } from "../../ref/random.ts";
+import { rng } from "../../common/random.ts";
 
 export function evalCommand(): Command {
   return new Command("eval")

@@ -4,12 +4,12 @@
 import { Command, Option } from "commander";
 import { UsageError } from "../../errors.ts";
 import { createContext } from "../../gpu/context.ts";
-import { quantizeModel, updateReport } from "../../quant/quantize.ts";
+import { quantizeModel, updateReport } from "../../ptq/quantize.ts";
 import { readDocuments } from "../../io/data.ts";
 import { evaluate, tokenStream, windows } from "../../model/eval.ts";
 import { LlamaModel } from "../../model/llama.ts";
-import { awqTransform, type AwqBlockReport } from "../../quant/awq.ts";
-import { calibrationBlocks } from "../../quant/calib_data.ts";
+import { awqTransform, type AwqBlockReport } from "../../ptq/awq.ts";
+import { calibrationBlocks } from "../../ptq/calib_data.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { checkContextLength, intOption, progressLine } from "../util.ts";
 import * as path from "node:path";

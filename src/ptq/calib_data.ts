@@ -1,4 +1,4 @@
-// quant/calib_data.ts — calibration text -> token blocks (AutoAWQ recipe, deterministic by seed).
+// ptq/calib_data.ts — calibration text -> token blocks (AutoAWQ recipe, deterministic by seed).
 
 import { packCalibrationFallback, readDocuments, tokenizeDocuments, type CalibOptionNames, type TokenBlocks } from "../io/data.ts";
 import type { TextTokenizer } from "../io/tokenizer.ts";

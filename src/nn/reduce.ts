@@ -1,4 +1,4 @@
-// common/reduce.ts — per-row / per-column statistics on the GPU (shaders/common/reduce.wgsl):
+// nn/reduce.ts — per-row / per-column statistics on the GPU (shaders/common/reduce.wgsl):
 // x (R, C) f32 -> out (S, 4) f32 = (sum, sum |x|, max |x|, sum x^2), S = R (rows) or C (cols).
 // x may be larger than one storage binding: it is bound in row windows.
 
@@ -6,7 +6,9 @@ import { TensorError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import type { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
-import type { ReduceAxis } from "../ref/reduce.ts";
+
+/** Statistics per row (S = R) or per column (S = C). */
+export type ReduceAxis = "rows" | "cols";
 
 const WG = 256;
 

@@ -7,8 +7,8 @@ import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { chromium } from "playwright-core";
-import { reportHtml } from "../../src/quant/report.ts";
-import type { QuantizeReport } from "../../src/quant/quantize.ts";
+import { reportHtml } from "../../src/ptq/report.ts";
+import type { QuantizeReport } from "../../src/ptq/quantize.ts";
 
 function chromiumPath(): string {
   if (process.env.WGQ_CHROMIUM) return process.env.WGQ_CHROMIUM;

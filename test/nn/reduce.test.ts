@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { reduceStats } from "../../src/common/reduce.ts";
+import { reduceStats } from "../../src/nn/reduce.ts";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { reduceRef, type ReduceAxis } from "../../src/ref/reduce.ts";

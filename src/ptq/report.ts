@@ -1,4 +1,4 @@
-// quant/report.ts — report.html: a self-contained page (no scripts, no external files) beside
+// ptq/report.ts — report.html: a self-contained page (no scripts, no external files) beside
 // report.json in every quantized model folder: settings, device, time per phase, sizes, the
 // per-layer AWQ choices and losses, evaluation before/after, with small inline SVG charts.
 

@@ -3,7 +3,7 @@ import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { applyClip, clipSearch, colScaleWords, fakeQuantize, type FakeQuantSpec } from "../../src/quant/fake_quant.ts";
 import { quantSpec } from "../../src/quant/formats.ts";
-import { awqScales } from "../../src/quant/awq.ts";
+import { awqScales } from "../../src/ptq/awq.ts";
 import { clipSearchRef, fakeQuantRef } from "../../src/ref/awq.ts";
 import { dequantizeRef, quantizePackRef } from "../../src/ref/quant.ts";
 import { gpuContext, randomF32 } from "../helpers/gpu.ts";
@@ -132,7 +132,7 @@ describe("awqTransform on a small synthetic model", async () => {
   const { parseConfig } = await import("../../src/model/config.ts");
   const { syntheticWeights } = await import("../../src/model/synthetic.ts");
   const { RefLlama } = await import("../../src/ref/llama.ts");
-  const { awqTransform } = await import("../../src/quant/awq.ts");
+  const { awqTransform } = await import("../../src/ptq/awq.ts");
   const { rng } = await import("../../src/ref/random.ts");
   // MHA (Hq == Hkv) so every scale group, v -> o included, is exercised; outlier channels planted.
   const c = parseConfig({ model_type: "llama", hidden_size: 64, intermediate_size: 96, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 4, vocab_size: 101, max_position_embeddings: 64 }, "synthetic");
@@ -199,7 +199,7 @@ describe("awqTransform on a small synthetic model", async () => {
 });
 
 describe("duo scaling statistic", async () => {
-  const { duoWeightMean, awqScales } = await import("../../src/quant/awq.ts");
+  const { duoWeightMean, awqScales } = await import("../../src/ptq/awq.ts");
   it("averages |w| / group max over stacked rows; α = 1 ignores it", () => {
     // two rows, K = 4, G = 2: row 0 groups (1, -2) (4, 4); row 1 (0.5, 0.5) (-1, 3)
     const m = duoWeightMean([new Float32Array([1, -2, 4, 4]), new Float32Array([0.5, 0.5, -1, 3])], 4, 2);

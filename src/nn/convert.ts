@@ -1,4 +1,4 @@
-// common/convert.ts — f32 <-> f16 and f32 -> bf16 on the GPU (shaders/common/convert.wgsl), windowed so tensors
+// nn/convert.ts — f32 <-> f16 and f32 -> bf16 on the GPU (shaders/common/convert.wgsl), windowed so tensors
 // larger than one storage binding convert too. f16 tensors hold binary16 bits, two per u32 word.
 
 import { TensorError } from "../errors.ts";

@@ -1,4 +1,4 @@
-// quant/calib.ts — calibration statistics on the GPU: for every group of linears that share an
+// ptq/calib.ts — calibration statistics on the GPU: for every group of linears that share an
 // input (q/k/v, o, gate/up, down of each block), per input channel over all calibration tokens:
 // mean |x| (AWQ's activation statistic), max |x| and mean x^2 (llama.cpp's importance statistic),
 // and optionally the Gram matrix XᵀX / tokens (K x K, the Hessian proxy of GPTQ-style methods).
@@ -7,7 +7,7 @@
 // into the forward's batch); read() throws NonFiniteError (exit code 2) naming the layer, the
 // input group and the first bad calibration token before it returns any statistic.
 
-import { reduceStats } from "../common/reduce.ts";
+import { reduceStats } from "../nn/reduce.ts";
 import { NonFiniteError, TensorError } from "../errors.ts";
 import { describeNonFinite, FiniteChecks } from "../nn/finite.ts";
 import { addInPlace, transpose } from "../nn/elementwise.ts";

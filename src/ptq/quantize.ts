@@ -1,13 +1,13 @@
-// quant/quantize.ts — post-training quantization of a Hugging Face Llama-family model into
+// ptq/quantize.ts — post-training quantization of a Hugging Face Llama-family model into
 // webgpu-quant's saved format (src/quant/model_format.ts): every linear of the blocks is
-// quantized on the GPU (RTN here; AWQ first rescales and clips, src/quant/awq.ts), everything
+// quantized on the GPU (RTN here; AWQ first rescales and clips, src/ptq/awq.ts), everything
 // else is copied. One loop walks the blocks (load -> method.transformBlock -> quantize -> stream
-// the packed words to the file -> free); methods plug in through src/quant/method.ts. The output
+// the packed words to the file -> free); methods plug in through src/ptq/method.ts. The output
 // folder appears only when complete.
 
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { convertF32ToBf16, convertF32ToF16 } from "../common/convert.ts";
+import { convertF32ToBf16, convertF32ToF16 } from "../nn/convert.ts";
 import { InputError, TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
@@ -16,10 +16,10 @@ import { SafetensorsCheckpoint, SafetensorsWriter, type TensorSpec } from "../io
 import { expectedTensors, loadConfig, validateCheckpoint, type LlamaConfig } from "../model/config.ts";
 import { destroyBlock, loadBlock, type BlockWeights, type WeightSource } from "../model/llama.ts";
 import { AtomicOutput, removeStaleTemps } from "../io/output.ts";
-import { groupsPerRow, specName, quantSpec, packedBytes, wordsPerRow, zeroWordsPerRow, type HostPackedWeight, type QuantBits, type QuantSpec } from "./formats.ts";
+import { groupsPerRow, specName, quantSpec, packedBytes, wordsPerRow, zeroWordsPerRow, type HostPackedWeight, type QuantBits, type QuantSpec } from "../quant/formats.ts";
 import { RTN, type PrepareArgs, type QuantMethod } from "./method.ts";
-import { checkModelFiles, COPIED_FILES, LAYOUT, packedTensors, type QuantizationConfig } from "./model_format.ts";
-import { destroyPacked, downloadPacked, quantizeRtn } from "./rtn.ts";
+import { checkModelFiles, COPIED_FILES, LAYOUT, packedTensors, type QuantizationConfig } from "../quant/model_format.ts";
+import { destroyPacked, downloadPacked, quantizeRtn } from "../quant/rtn.ts";
 import { reportHtml } from "./report.ts";
 
 /** Rewrites report.json and report.html of a finished output folder (each file replaced atomically). */

@@ -1,4 +1,4 @@
-// quant/awq.ts — activation-aware weight quantization (AWQ, llm-awq / AutoAWQ), block by block on
+// ptq/awq.ts — activation-aware weight quantization (AWQ, llm-awq / AutoAWQ), block by block on
 // the GPU. Only the per-channel activation means, the chosen ratios, clip choices and losses come
 // back to the CPU; activations and weights stay resident.
 //
@@ -23,7 +23,7 @@
 import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { reduceStats, sumPartials } from "../common/reduce.ts";
+import { reduceStats, sumPartials } from "../nn/reduce.ts";
 import { InputError, NonFiniteError, UsageError } from "../errors.ts";
 import { checkResumeSettings, removeStaleTemps, writeFileAtomic } from "../io/output.ts";
 import { SafetensorsCheckpoint, writeSafetensors } from "../io/safetensors.ts";
@@ -38,8 +38,8 @@ import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import { ropeInvFreq } from "../model/rope.ts";
-import { gramDot, sqErr, sqErrParts } from "./awq_loss.ts";
-import { applyClip, clipSearch, colScaleWords, fakeQuantize, type FakeQuantSpec } from "./fake_quant.ts";
+import { gramDot, sqErr, sqErrParts } from "../quant/awq_loss.ts";
+import { applyClip, clipSearch, colScaleWords, fakeQuantize, type FakeQuantSpec } from "../quant/fake_quant.ts";
 
 export interface AwqOptions {
   bits: number;

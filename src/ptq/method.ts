@@ -1,5 +1,5 @@
-// quant/method.ts — what a post-training quantization method plugs into quantizeModel's block loop
-// (src/quant/quantize.ts). The loop owns the walk over the model: per block it uploads the
+// ptq/method.ts — what a post-training quantization method plugs into quantizeModel's block loop
+// (src/ptq/quantize.ts). The loop owns the walk over the model: per block it uploads the
 // block's f32 tensors from the checkpoint, lets the method rewrite them on the GPU
 // (transformBlock), quantizes the linears on the GPU, reads back only the packed words, writes them
 // to the output file and frees the block. A method sees one block at a time and keeps whatever it
@@ -7,7 +7,7 @@
 //
 //   RTN:  no transform (RTN below)
 //   AWQ:  prepare embeds the calibration tokens; transformBlock searches scales, folds them,
-//         searches clip ranges and computes the next block's input (src/quant/awq.ts, AwqMethod)
+//         searches clip ranges and computes the next block's input (src/ptq/awq.ts, AwqMethod)
 
 import type { GpuContext } from "../gpu/context.ts";
 import type { AtomicOutput } from "../io/output.ts";

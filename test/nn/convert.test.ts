@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { convertF16ToF32, convertF32ToF16 } from "../../src/common/convert.ts";
+import { convertF16ToF32, convertF32ToF16 } from "../../src/nn/convert.ts";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
 import { f16ArrayToF32, f16BitsToF32, f32ArrayToF16, f32ToF16Bits } from "../../src/ref/f16.ts";
@@ -54,7 +54,7 @@ describe("convert kernels", async () => {
 describe("bf16 cast kernel", async () => {
   const ctx = await gpuContext();
   it("matches the CPU reference bit for bit, ties, NaN and overflow included (odd count)", async () => {
-    const { convertF32ToBf16 } = await import("../../src/common/convert.ts");
+    const { convertF32ToBf16 } = await import("../../src/nn/convert.ts");
     const { f32ToBf16Bits } = await import("../../src/ref/quant.ts");
     const special = [NaN, -NaN, Infinity, -Infinity, 3.4e38, -3.4e38, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 1e-40, -0];
     const x = new Float32Array([...special, ...randomF32(1001, 44, -1e3, 1e3)]);

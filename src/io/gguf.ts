@@ -102,8 +102,9 @@ const MAX_ARRAY_DEPTH = 8;
 const GGML_MAX_DIMS = 4;
 
 const NEED_MORE = Symbol("need more header bytes");
-const utf8Strict = new TextDecoder("utf-8", { fatal: true });
-const utf8Lenient = new TextDecoder("utf-8");
+// ignoreBOM: strings are taken verbatim (a key that starts with U+FEFF is not the key without it)
+const utf8Strict = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const utf8Lenient = new TextDecoder("utf-8", { ignoreBOM: true });
 
 /** Synchronous cursor over the header bytes read so far; throws NEED_MORE when they run out early. */
 class Cursor {
@@ -556,12 +557,20 @@ export function spmTokenizerJson(
   pieces.forEach((p, i) => { if (!ids.has(p)) { ids.set(p, i); vocab[p] = i; } });
   const merges: { l: string; r: string; score: number; li: number; ri: number; order: number }[] = [];
   let order = 0;
+  // both parts of a split are vocabulary pieces, so only split points at piece lengths can match:
+  // linear in a piece's length (a corrupted file may hold a piece of a million characters)
+  const chars = pieces.map((p) => [...p]);
+  const lengths = [...new Set(chars.map((c) => c.length))].sort((a, b) => a - b);
+  const hasLength = new Set(lengths);
   pieces.forEach((p, i) => {
     if (ids.get(p) !== i) return;
     const local: typeof merges = [];
-    const chars = [...p];
-    for (let s = 1; s < chars.length; s++) {
-      const l = chars.slice(0, s).join(""), r = chars.slice(s).join("");
+    const n = chars[i].length;
+    for (const s of lengths) {
+      if (s < 1) continue;
+      if (s >= n) break;
+      if (!hasLength.has(n - s)) continue;
+      const l = chars[i].slice(0, s).join(""), r = chars[i].slice(s).join("");
       const li = ids.get(l), ri = ids.get(r);
       if (li !== undefined && ri !== undefined) local.push({ l, r, score: scores[i], li, ri, order: 0 });
     }

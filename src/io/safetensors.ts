@@ -147,7 +147,8 @@ export interface SafetensorsHeader {
   readonly dataStart: number;
 }
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+/** Strict UTF-8 that keeps a byte order mark (a header starting with one does not start with '{'). */
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 /**
  * (file name, header JSON bytes [N], data region size in bytes) -> validated header.
@@ -208,7 +209,8 @@ export function parseHeader(file: string, json: Uint8Array, dataSize: number): S
 }
 
 function parseMetadata(file: string, v: unknown): Record<string, string> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) {
+  if (v === null) return {}; // as the reference implementation reads it: no metadata
+  if (typeof v !== "object" || Array.isArray(v)) {
     throw new InputError(file, "__metadata__", "must be an object of string values");
   }
   const out: Record<string, string> = {};

@@ -13,7 +13,7 @@
 
 import * as path from "node:path";
 import { InputError, UnsupportedModelError, UsageError } from "../errors.ts";
-import { type LlamaConfig, type RopeScaling, tensorRole, type TensorRole } from "../model/config.ts";
+import { type LlamaConfig, type RopeScaling, tensorRole, type TensorRole } from "../common/llama.ts";
 import { AtomicFile, InputFile } from "./file.ts";
 import { DTYPE_BYTES, type DType, type HostTensor, type ReadAs, type TensorData, type TensorInfo, numelOf, readTensorData } from "./safetensors.ts";
 import { TextTokenizer } from "./tokenizer.ts";

@@ -11,7 +11,7 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { InputError, OutputError, UsageError } from "../errors.ts";
-import { f16BitsToF32, f32ToF16Bits } from "../ref/f16.ts";
+import { bf16ArrayToF32, f16BitsToF32, f32ToF16Bits } from "../common/half.ts";
 import { AtomicFile, InputFile } from "./file.ts";
 
 // --- dtypes ------------------------------------------------------------------------------------
@@ -77,25 +77,7 @@ export function numelOf(shape: readonly number[]): number {
   return shape.reduce((a, b) => a * b, 1);
 }
 
-// --- bf16 / f16 conversion ---------------------------------------------------------------------
-
-/** bf16 bits [n] -> f32 [n] (exact: bf16 is the top half of an f32). */
-export function bf16ArrayToF32(src: Uint16Array, dst: Float32Array = new Float32Array(src.length)): Float32Array {
-  const d32 = new Uint32Array(dst.buffer, dst.byteOffset, dst.length);
-  for (let i = 0; i < src.length; i++) d32[i] = src[i] << 16;
-  return dst;
-}
-
-/** f32 [n] -> bf16 bits [n], round to nearest even; NaN stays a quiet NaN. */
-export function f32ArrayToBf16(src: Float32Array, dst: Uint16Array = new Uint16Array(src.length)): Uint16Array {
-  const s32 = new Uint32Array(src.buffer, src.byteOffset, src.length);
-  for (let i = 0; i < src.length; i++) {
-    const b = s32[i];
-    if ((b & 0x7f800000) === 0x7f800000 && (b & 0x7fffff) !== 0) dst[i] = (b >>> 16) | 0x40;
-    else dst[i] = (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
-  }
-  return dst;
-}
+// --- bf16 / f16 conversion (codecs: common/half.ts) --------------------------------------------
 
 let f16Table: Float32Array | undefined;
 /** f16 bits -> f32 lookup table (65,536 entries, 256 KiB), built on first use. */

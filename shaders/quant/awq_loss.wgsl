@@ -23,7 +23,7 @@
 //   6 gram     storage read        array<f32>        [K, K] XᵀX over the calibration tokens (gram_dot)
 //   7 a1       storage read        array<f32>        [n4] module output (sq_err_f32)
 //   8 b1       storage read        array<f32>        [n4] fp output (sq_err_f32)
-// Reference: src/quant/awq.ts (direct re-run of the layer: the same loss up to rounding)
+// Reference: src/ptq/awq.ts (direct re-run of the layer: the same loss up to rounding)
 
 #include "common/grid.wgsl"
 

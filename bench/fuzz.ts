@@ -35,6 +35,9 @@ for (let i = 0; i < argv.length; i++) {
   else usage(`unknown argument ${a}`);
 }
 
+// Ctrl-C / kill: exit through 'exit', where the pool kills its workers and removes its temporary folder
+for (const sig of ["SIGINT", "SIGTERM"] as const) process.once(sig, () => process.exit(130));
+
 const total = opts.ids?.length ?? opts.cases;
 const counts: Record<string, number> = Object.fromEntries(OUTCOMES.map((o) => [o, 0]));
 let last = 0;

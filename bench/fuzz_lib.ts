@@ -12,13 +12,13 @@
 // hang (over the target's time limit), invalid-output (quantize wrote its output folder although the
 // oracle below says the input is invalid). The oracle is independent of src/: its own safetensors
 // parser and config rules, @huggingface/tokenizers for tokenizer.json, its own text splitting.
-// This file imports nothing from src/ except the f16 conversion used to build mutants.
+// This file imports nothing from src/ except the f16 codec used to build mutants.
 
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Tokenizer } from "@huggingface/tokenizers";
-import { f32ToF16Bits } from "../src/ref/f16.ts";
+import { f32ToF16Bits } from "../src/common/half.ts";
 
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
 export const SHARED = path.resolve(ROOT, "../shared");

@@ -272,6 +272,8 @@ function dieWith(kind: string, e: unknown): void {
   setTimeout(() => realExit(70), 100);
 }
 process.on("uncaughtException", (e) => dieWith("uncaught exception", e));
+// the parent is gone (killed): nothing will read the results
+process.on("disconnect", () => realExit(0));
 process.on("unhandledRejection", (e) => dieWith("unhandled rejection", e));
 
 /** One valid RTN and one valid AWQ run: compiles the pipelines before any case is timed. */

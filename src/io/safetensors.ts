@@ -469,11 +469,17 @@ export class SafetensorsCheckpoint {
 
 /** file -> parsed JSON object; missing file / bad JSON / non-object are InputErrors. */
 export async function readJsonFile(file: string): Promise<Record<string, unknown>> {
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await fsp.readFile(file, "utf8");
+    bytes = await fsp.readFile(file);
   } catch {
     throw new InputError(file, undefined, "file not found or unreadable");
+  }
+  let text: string;
+  try {
+    text = utf8.decode(bytes);
+  } catch {
+    throw new InputError(file, undefined, "not valid UTF-8", "the file is damaged; download it again");
   }
   let v: unknown;
   try {

@@ -85,6 +85,16 @@ describe("safetensors", () => {
     expect(e.file).toBe(file);
     expect(e.message).toMatch(/does not start with '\{'/);
   });
+
+  it("model.safetensors.index.json that is not UTF-8 is refused", async () => {
+    const dir = path.join(tmp, "index-utf8");
+    await fsp.mkdir(dir);
+    const file = path.join(dir, "model.safetensors.index.json");
+    await fsp.writeFile(file, new Uint8Array([...Buffer.from('{"metadata": {"note": "a'), 0xc0, 0x80, ...Buffer.from('b"}, "weight_map": {}}')]));
+    const e = await inputError(SafetensorsCheckpoint.open(dir));
+    expect(e.file).toBe(file);
+    expect(e.message).toMatch(/not valid UTF-8/);
+  });
 });
 
 describe("tokenizer.json / tokenizer_config.json", () => {

@@ -15,17 +15,20 @@
 //      RTN). 1/s is folded into the previous op, s into the linears, so the fp model is unchanged.
 //   3. clip search on v, o, gate, up, down: per (row, group) shrink max|w| by 1.00 … 0.55, scored on
 //      the group's partial dot products over sampled tokens; weights clamped to the best.
-// Returns the rescaled, clipped f32 weights for quantizeModel() to pack with RTN.
+// AwqMethod is AWQ as a method of quantizeModel's block loop (ptq/method.ts): it rescales and clips
+// each block's f32 weights in place on the GPU, and quantizeModel packs them with RTN right after.
+// awqTransform runs the same over every block for callers that want the weights on the host.
 //
-// With `state`, each completed block is saved (see AwqState) and an interrupted run continues
-// from its last completed block, with the same result bit for bit.
+// With `state` (or `resumable`), each completed block is saved (see AwqState) and an interrupted
+// run continues from its last completed block, with the same result bit for bit: the blocks
+// already done are re-emitted from their saved tensors.
 
 import { createHash } from "node:crypto";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { reduceStats, sumPartials } from "../nn/reduce.ts";
 import { InputError, NonFiniteError, UsageError } from "../errors.ts";
-import { checkResumeSettings, removeStaleTemps, writeFileAtomic } from "../io/output.ts";
+import { checkResumeSettings, removeStaleTemps, STATE_DIR, writeFileAtomic } from "../io/output.ts";
 import { SafetensorsCheckpoint, writeSafetensors } from "../io/safetensors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
@@ -36,10 +39,12 @@ import { embedding } from "../nn/embedding.ts";
 import { kMajorPreferred, matmul, matmulKn, swigluKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
-import type { LlamaConfig } from "../model/config.ts";
+import { expectedTensors, type LlamaConfig } from "../model/config.ts";
+import { destroyBlock, LINEARS, loadBlock, type BlockWeights, type LinearRole, type WeightSource } from "../model/llama.ts";
 import { ropeInvFreq } from "../model/rope.ts";
 import { gramDot, sqErr, sqErrParts } from "../quant/awq_loss.ts";
 import { applyClip, clipSearch, colScaleWords, fakeQuantize, type FakeQuantSpec } from "../quant/fake_quant.ts";
+import type { PrepareArgs, QuantMethod } from "./method.ts";
 
 export interface AwqOptions {
   bits: number;
@@ -102,65 +107,177 @@ export interface AwqBlockReport {
 
 type Read = (name: string) => Promise<Float32Array>;
 
-/** Runs AWQ over every block; returns the transformed f32 weights by HF name, and the report. */
-export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, opts: AwqOptions): Promise<{ weights: Map<string, Float32Array>; blocks: AwqBlockReport[] }> {
-  const { gpu } = ctx;
-  const L = opts.seqLen;
-  const nSeq = opts.tokens.length / L;
-  if (!Number.isInteger(nSeq) || nSeq < 1) throw new UsageError(`calibration tokens (${opts.tokens.length}) are not whole sequences of ${L}`);
-  const H = c.hiddenSize, I = c.intermediateSize;
-  const widest = Math.max(H, I, c.numHeads * c.headDim) * 4 * L;
-  const per = Math.max(1, Math.min(nSeq, opts.chunkSeqs ?? Math.floor(gpu.limits.maxStorageBufferBindingSize / widest)));
-  const chunks: { first: number; n: number }[] = [];
-  for (let s = 0; s < nSeq; s += per) chunks.push({ first: s, n: Math.min(per, nSeq - s) });
+/** The chunks of whole sequences the calibration tokens are processed in. */
+interface Chunk {
+  first: number;
+  n: number;
+}
 
-  const weights = new Map<string, Float32Array>();
-  const blocks: AwqBlockReport[] = [];
-  const groupsPerBlock = 3 + (c.numHeads === c.numKvHeads ? 1 : 0);
-  const stepsPerBlock = 1 + groupsPerBlock * (opts.grid ?? 20) + (opts.clip === false ? 0 : 5);
-  const progress = { done: 0, total: stepsPerBlock * c.numLayers, tick(detail: string) { this.done++; opts.onProgress?.(this.done, this.total, detail); } };
-  const embed = await read("model.embed_tokens.weight");
-  const state = opts.state ? { ...opts.state, settings: awqSettings(c, embed, opts, nSeq) } : null;
-  // Blocks an interrupted run completed: their tensors and reports, and the next block's input.
-  const start = state?.resumed ? await loadAwqProgress(state, c, nSeq * L * H, weights, blocks) : 0;
-  if (start > 0) {
-    progress.done = start * stepsPerBlock;
-    opts.onProgress?.(progress.done, progress.total, `block ${start - 1}: resumed`);
-  }
-  const invFreq = GpuTensor.fromHost(gpu, ropeInvFreq(c), [c.headDim / 2], "f32", "awq.inv_freq");
-  // Block inputs, chunk by chunk: the embeddings of the calibration tokens (or the saved input).
-  let X: GpuTensor[] = [];
-  if (start > 0) {
-    if (start < c.numLayers) X = await loadAwqInput(gpu, state!.dir, start, chunks.map((ch) => [ch.n * L, H]));
-  } else {
-    const E = GpuTensor.fromHost(gpu, embed, [c.vocabSize, H], "f32", "awq.embed");
-    const b = new CommandBatch(gpu, "awq.embed");
-    for (const ch of chunks) {
-      const ids = GpuTensor.fromHost(gpu, opts.tokens.subarray(ch.first * L, (ch.first + ch.n) * L), [ch.n * L], "u32", "awq.ids");
-      const x = GpuTensor.empty(gpu, [ch.n * L, H], "f32", "awq.x");
-      await embedding(ctx, b, ids, E, x);
-      b.own(ids);
-      X.push(x);
+/** What AWQ carries from block to block, on the GPU. */
+interface AwqRun {
+  config: LlamaConfig;
+  chunks: Chunk[];
+  /** The current block's input activations, chunk by chunk (f32 [n·L, H] each). */
+  X: GpuTensor[];
+  invFreq: GpuTensor;
+  /** Blocks an interrupted run completed (their transformed tensors are in the saved progress). */
+  start: number;
+  state: StateOf | null;
+  progress: Progress;
+}
+
+interface Progress {
+  done: number;
+  total: number;
+  tick(detail: string): void;
+}
+
+/** AWQ as a method of quantizeModel: its options, plus where to keep resumable progress. */
+export interface AwqMethodOptions extends AwqOptions {
+  /**
+   * Save each completed block in the output's state/ folder (unless `state` names another folder)
+   * and continue from it on --resume; `identity` holds more settings the progress must match.
+   */
+  resumable?: { identity?: Record<string, string | number | boolean> };
+}
+
+/**
+ * AWQ, one block at a time: prepare() embeds the calibration tokens on the GPU (or reads the saved
+ * input of the first block still to do); transformBlock() scales and clips the block's f32 weights
+ * in place on the GPU and computes the next block's input. Blocks an interrupted run completed get
+ * their saved tensors back instead.
+ */
+export class AwqMethod implements QuantMethod {
+  readonly name = "awq";
+  /** What each block chose, in block order (including the blocks resumed). */
+  readonly blocks: AwqBlockReport[] = [];
+  #run: AwqRun | null = null;
+
+  constructor(readonly opts: AwqMethodOptions) {}
+
+  async prepare(ctx: GpuContext, args: PrepareArgs): Promise<void> {
+    const { opts } = this;
+    let state = opts.state;
+    if (!state && opts.resumable) {
+      if (args.resume && !args.out.resumed) args.log(`--resume: no saved progress of an earlier run into ${args.out.dest}; AWQ starts from block 0`);
+      state = { dir: path.join(args.out.tmp, STATE_DIR), resumed: args.out.resumed, identity: opts.resumable.identity, log: args.log };
     }
-    b.submit();
-    E.destroy();
+    await this.start(ctx, args.config, args.read, state);
   }
+
+  /** Sets up the run: the first block's input on the GPU, and the progress an interrupted run saved. */
+  async start(ctx: GpuContext, c: LlamaConfig, read: Read, savedState?: AwqState): Promise<void> {
+    const { gpu } = ctx;
+    const { opts } = this;
+    const L = opts.seqLen;
+    const nSeq = opts.tokens.length / L;
+    if (!Number.isInteger(nSeq) || nSeq < 1) throw new UsageError(`calibration tokens (${opts.tokens.length}) are not whole sequences of ${L}`);
+    const H = c.hiddenSize, I = c.intermediateSize;
+    const widest = Math.max(H, I, c.numHeads * c.headDim) * 4 * L;
+    const per = Math.max(1, Math.min(nSeq, opts.chunkSeqs ?? Math.floor(gpu.limits.maxStorageBufferBindingSize / widest)));
+    const chunks: Chunk[] = [];
+    for (let s = 0; s < nSeq; s += per) chunks.push({ first: s, n: Math.min(per, nSeq - s) });
+
+    const groupsPerBlock = 3 + (c.numHeads === c.numKvHeads ? 1 : 0);
+    const stepsPerBlock = 1 + groupsPerBlock * (opts.grid ?? 20) + (opts.clip === false ? 0 : 5);
+    const progress: Progress = { done: 0, total: stepsPerBlock * c.numLayers, tick(detail: string) { this.done++; opts.onProgress?.(this.done, this.total, detail); } };
+    const embed = await read("model.embed_tokens.weight");
+    const state = savedState ? { ...savedState, settings: awqSettings(c, embed, opts, nSeq) } : null;
+    this.blocks.length = 0;
+    // Blocks an interrupted run completed: their reports, and the next block's input.
+    const start = state?.resumed ? await loadAwqProgress(state, c, nSeq * L * H, this.blocks) : 0;
+    if (start > 0) {
+      progress.done = start * stepsPerBlock;
+      opts.onProgress?.(progress.done, progress.total, `block ${start - 1}: resumed`);
+    }
+    // Block inputs, chunk by chunk: the embeddings of the calibration tokens (or the saved input).
+    let X: GpuTensor[] = [];
+    if (start > 0) {
+      if (start < c.numLayers) X = await loadAwqInput(gpu, state!.dir, start, chunks.map((ch) => [ch.n * L, H]));
+    } else {
+      const E = GpuTensor.fromHost(gpu, embed, [c.vocabSize, H], "f32", "awq.embed");
+      const b = new CommandBatch(gpu, "awq.embed");
+      for (const ch of chunks) {
+        const ids = GpuTensor.fromHost(gpu, opts.tokens.subarray(ch.first * L, (ch.first + ch.n) * L), [ch.n * L], "u32", "awq.ids");
+        const x = GpuTensor.empty(gpu, [ch.n * L, H], "f32", "awq.x");
+        await embedding(ctx, b, ids, E, x);
+        b.own(ids);
+        X.push(x);
+      }
+      b.submit();
+      E.destroy();
+    }
+    const invFreq = GpuTensor.fromHost(gpu, ropeInvFreq(c), [c.headDim / 2], "f32", "awq.inv_freq");
+    this.#run = { config: c, chunks, X, invFreq, start, state, progress };
+  }
+
+  async transformBlock(ctx: GpuContext, l: number, block: BlockWeights): Promise<void> {
+    const run = this.#run;
+    if (!run) throw new UsageError("AwqMethod.transformBlock before prepare()");
+    if (l < run.start) {
+      await restoreAwqBlock(run.state!.dir, l, block);
+      return;
+    }
+    const t0 = performance.now();
+    const { report, next } = await awqBlock(ctx, run.config, block, l, run.X, run.chunks, run.invFreq, this.opts, run.progress);
+    for (const x of run.X) x.destroy();
+    run.X = next;
+    report.seconds = (performance.now() - t0) / 1000;
+    this.blocks.push(report);
+    if (run.state) await saveAwqProgress(run.state, run.config, l, await awqBlockTensors(block), this.blocks, run.X);
+  }
+
+  report(): Record<string, unknown> {
+    return { awq: this.blocks };
+  }
+
+  dispose(): void {
+    const run = this.#run;
+    if (!run) return;
+    for (const x of run.X) x.destroy();
+    run.invFreq.destroy();
+    this.#run = null;
+  }
+}
+
+/** The tensors AWQ rewrites in a block (its linears' weights and its two norms), read back, by name. */
+async function awqBlockTensors(block: BlockWeights): Promise<Map<string, Float32Array>> {
+  const out = new Map<string, Float32Array>();
+  for (const r of LINEARS) {
+    const li = block.lin[r];
+    if (li.kind !== "dense") throw new UsageError(`AWQ needs the f32 weight of ${li.name}`);
+    out.set(`${li.name}.weight`, (await li.w.toHost()) as Float32Array);
+  }
+  out.set(block.inputNorm.label, (await block.inputNorm.toHost()) as Float32Array);
+  out.set(block.postNorm.label, (await block.postNorm.toHost()) as Float32Array);
+  return out;
+}
+
+/**
+ * Runs AWQ over every block and returns the transformed f32 weights by HF name (every block's
+ * linears and norms, on the host), and the report. For callers that need the whole model on the
+ * host (QAT's starting point); quantizeModel streams AwqMethod block by block instead.
+ */
+export async function awqTransform(ctx: GpuContext, c: LlamaConfig, read: Read, opts: AwqOptions): Promise<{ weights: Map<string, Float32Array>; blocks: AwqBlockReport[] }> {
+  const method = new AwqMethod(opts);
+  const weights = new Map<string, Float32Array>();
+  const names = new Set(expectedTensors(c).filter((t) => !t.optional).map((t) => t.name));
+  const source: WeightSource = { has: (n) => names.has(n), readF32: read };
   try {
-    for (let l = start; l < c.numLayers; l++) {
-      const t0 = performance.now();
-      const { report, next, tensors } = await awqBlock(ctx, c, read, l, X, chunks, invFreq, opts, progress);
-      for (const x of X) x.destroy();
-      X = next;
-      for (const [k, v] of tensors) weights.set(k, v);
-      report.seconds = (performance.now() - t0) / 1000;
-      blocks.push(report);
-      if (state) await saveAwqProgress(state, c, l, tensors, blocks, X);
+    await method.start(ctx, c, read, opts.state);
+    for (let l = 0; l < c.numLayers; l++) {
+      const block = await loadBlock(ctx, c, source, l, "f32");
+      try {
+        await method.transformBlock(ctx, l, block);
+        for (const [name, data] of await awqBlockTensors(block)) weights.set(name, data);
+      } finally {
+        destroyBlock(block);
+      }
     }
   } finally {
-    for (const x of X) x.destroy();
-    invFreq.destroy();
+    method.dispose();
   }
-  return { weights, blocks };
+  return { weights, blocks: method.blocks };
 }
 
 // --- resumable progress ----------------------------------------------------------------------
@@ -222,17 +339,16 @@ async function saveAwqProgress(state: StateOf, c: LlamaConfig, l: number, tensor
 }
 
 /**
- * Reads the progress of an interrupted run: fills `weights` and `blocks` with the completed blocks
- * and returns their count, or 0 (said on the log) when nothing usable was saved. Progress saved
- * under other settings is refused (UsageError naming the setting).
+ * Reads the progress of an interrupted run: fills `blocks` with the completed blocks' reports and
+ * returns their count, or 0 (said on the log) when nothing usable was saved. Progress saved under
+ * other settings is refused (UsageError naming the setting).
  */
-async function loadAwqProgress(state: StateOf, c: LlamaConfig, inputWords: number, weights: Map<string, Float32Array>, blocks: AwqBlockReport[]): Promise<number> {
+async function loadAwqProgress(state: StateOf, c: LlamaConfig, inputWords: number, blocks: AwqBlockReport[]): Promise<number> {
   const log = logOf(state);
   await removeStaleTemps(state.dir);
   const fromZero = async (why: string) => {
     log(`--resume: ${why}; AWQ starts from block 0`);
     for (const n of await fsp.readdir(state.dir).catch(() => [] as string[])) if (n.startsWith("awq")) await fsp.rm(path.join(state.dir, n), { force: true });
-    weights.clear();
     blocks.length = 0;
     return 0;
   };
@@ -250,11 +366,12 @@ async function loadAwqProgress(state: StateOf, c: LlamaConfig, inputWords: numbe
     const st = await fsp.stat(path.join(state.dir, inputFile(n))).catch(() => null);
     if (st?.size !== inputWords * 4) return fromZero(`${inputFile(n)} is missing or has the wrong size`);
   }
+  // the saved blocks are read when their turn comes: here only checked to be readable and whole
   try {
     for (let l = 0; l < n; l++) {
       const ck = await SafetensorsCheckpoint.open(path.join(state.dir, blockFile(l)));
       try {
-        for (const name of ck.names()) weights.set(name, (await ck.read(name, "f32")).data as Float32Array);
+        if (ck.names().length !== AWQ_TENSORS_PER_BLOCK) throw new Error("incomplete");
       } finally {
         await ck.close();
       }
@@ -265,6 +382,27 @@ async function loadAwqProgress(state: StateOf, c: LlamaConfig, inputWords: numbe
   blocks.push(...m.blocks);
   log(`--resume: ${n} of ${c.numLayers} AWQ blocks were completed before the interruption; continuing${n < c.numLayers ? ` from block ${n}` : ""}`);
   return n;
+}
+
+/** Tensors saved per block: seven linear weights and two norms. */
+const AWQ_TENSORS_PER_BLOCK = 9;
+
+/** Writes the saved tensors of completed block l into its tensors on the GPU. */
+async function restoreAwqBlock(dir: string, l: number, block: BlockWeights): Promise<void> {
+  const onGpu = new Map<string, GpuTensor>([[block.inputNorm.label, block.inputNorm], [block.postNorm.label, block.postNorm]]);
+  for (const li of Object.values(block.lin)) if (li.kind === "dense") onGpu.set(`${li.name}.weight`, li.w);
+  const file = path.join(dir, blockFile(l));
+  const ck = await SafetensorsCheckpoint.open(file);
+  try {
+    for (const name of ck.names()) {
+      const t = onGpu.get(name);
+      const data = (await ck.read(name, "f32")).data as Float32Array;
+      if (!t || data.length !== t.numel) throw new InputError(file, name, "does not match the model's block", "rerun without --resume to start over");
+      t.write(data);
+    }
+  } finally {
+    await ck.close();
+  }
 }
 
 /** The saved input of block l, uploaded chunk by chunk (f32 [M, H] each). */
@@ -305,14 +443,12 @@ interface Lin {
   /** wᵀ (K, N) when the block runs K-major matmuls (CPU adapters), kept in step with w. */
   wT: GpuTensor | null;
   b: GpuTensor | null;
-  /** The weight as read (host copy), for the duo-scaling statistic. */
-  host: Float32Array;
 }
 
 async function awqBlock(
-  ctx: GpuContext, c: LlamaConfig, read: Read, l: number, X: GpuTensor[], chunks: { first: number; n: number }[],
+  ctx: GpuContext, c: LlamaConfig, block: BlockWeights, l: number, X: GpuTensor[], chunks: Chunk[],
   invFreq: GpuTensor, opts: AwqOptions, progress: { tick(detail: string): void },
-): Promise<{ report: AwqBlockReport; next: GpuTensor[]; tensors: Map<string, Float32Array> }> {
+): Promise<{ report: AwqBlockReport; next: GpuTensor[] }> {
   const { gpu } = ctx;
   const L = opts.seqLen;
   const H = c.hiddenSize, I = c.intermediateSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim;
@@ -323,38 +459,26 @@ async function awqBlock(
     scratch.push(t);
     return t;
   };
-  const up = async (name: string, shape: number[]) => {
-    const t = GpuTensor.fromHost(gpu, await read(name), shape, "f32", name);
-    scratch.push(t);
-    return t;
-  };
   // CPU adapters: the K-major GEMM is several times faster; every module then reads Wᵀ.
   const maxM = Math.max(...chunks.map((ch) => ch.n * L));
   const kn = ([[qw, H], [kvw, H], [H, qw], [I, H], [H, I]] as const).every(([N, K]) => kMajorPreferred(gpu, maxM, N, K));
-  const lin = async (part: string, role: string, N: number, K: number): Promise<Lin> => {
-    const name = `${p}${part}.${role}`;
-    let b: GpuTensor | null = null;
-    try {
-      b = await up(`${name}.bias`, [N]);
-    } catch {
-      b = null;
-    }
-    const host = await read(`${name}.weight`);
-    const w = GpuTensor.fromHost(gpu, host, [N, K], "f32", `${name}.weight`);
-    scratch.push(w);
-    const wT = kn ? GpuTensor.empty(gpu, [K, N], "f32", `${name}.weight_t`) : null;
+  const lin = (role: LinearRole): Lin => {
+    const li = block.lin[role];
+    if (li.kind !== "dense" || li.w.dtype !== "f32") throw new UsageError(`AWQ needs the f32 weight of ${li.name}`);
+    const [N, K] = li.w.shape;
+    const wT = kn ? GpuTensor.empty(gpu, [K, N], "f32", `${li.name}.weight_t`) : null;
     if (wT) scratch.push(wT);
-    return { name, w, wT, b, host };
+    return { name: li.name, w: li.w, wT, b: li.b };
   };
-  const inNorm = await up(`${p}input_layernorm.weight`, [H]);
-  const postNorm = await up(`${p}post_attention_layernorm.weight`, [H]);
-  const q = await lin("self_attn", "q_proj", qw, H);
-  const k = await lin("self_attn", "k_proj", kvw, H);
-  const v = await lin("self_attn", "v_proj", kvw, H);
-  const o = await lin("self_attn", "o_proj", H, qw);
-  const gate = await lin("mlp", "gate_proj", I, H);
-  const upP = await lin("mlp", "up_proj", I, H);
-  const down = await lin("mlp", "down_proj", H, I);
+  const inNorm = block.inputNorm;
+  const postNorm = block.postNorm;
+  const q = lin("q_proj");
+  const k = lin("k_proj");
+  const v = lin("v_proj");
+  const o = lin("o_proj");
+  const gate = lin("gate_proj");
+  const upP = lin("up_proj");
+  const down = lin("down_proj");
   const spec: FakeQuantSpec = { bits: opts.bits, G: opts.groupSize, sym: opts.sym };
   const report: AwqBlockReport = { layer: l, groups: [], clip: [], seconds: 0 };
 
@@ -480,7 +604,7 @@ async function awqBlock(
     ): Promise<Float32Array> => {
       const x = await meanAbs(xStats);
       const K = x.length;
-      const wMean = opts.duo ? duoWeightMean(lins.map((li) => li.host), K, Math.min(opts.groupSize, K)) : null;
+      const wMean = opts.duo ? duoWeightMean(await Promise.all(lins.map(async (li) => (await li.w.toHost()) as Float32Array)), K, Math.min(opts.groupSize, K)) : null;
       const fq = lins.map((li) => T(kn ? [li.w.shape[1], li.w.shape[0]] : (li.w.shape as number[]), `fq.${li.name}`));
       const sStride = align(2 * K);
       const sT = T([CANDIDATES_PER_SUBMIT * sStride], "s");
@@ -596,11 +720,7 @@ async function awqBlock(
       }
     }
 
-    const tensors = new Map<string, Float32Array>();
-    for (const li of [q, k, v, o, gate, upP, down]) tensors.set(`${li.name}.weight`, ((await li.w.toHost()) as Float32Array).slice());
-    tensors.set(`${p}input_layernorm.weight`, ((await inNorm.toHost()) as Float32Array).slice());
-    tensors.set(`${p}post_attention_layernorm.weight`, ((await postNorm.toHost()) as Float32Array).slice());
-    return { report, next: acts.map((a) => a.next), tensors };
+    return { report, next: acts.map((a) => a.next) };
   } finally {
     for (const t of scratch) t.destroy();
   }

@@ -14,7 +14,7 @@ import { evaluate, windows } from "../../model/eval.ts";
 import { LlamaModel } from "../../model/llama.ts";
 import { writeSyntheticModel } from "../../model/synthetic.ts";
 import { matmul } from "../../nn/matmul.ts";
-import { awqTransform } from "../../ptq/awq.ts";
+import { AwqMethod } from "../../ptq/awq.ts";
 import { AtomicOutput } from "../../io/output.ts";
 import { qmatmul } from "../../quant/matmul.ts";
 import { quantizeModel } from "../../ptq/quantize.ts";
@@ -55,13 +55,11 @@ export function demoCommand(): Command {
         const spec = { bits: 4 as const, groupSize: o.groupSize, sym: false };
 
         say("quantizing: RTN int4 ...");
-        const rtn = await quantizeModel(ctx, path.join(dir, "fp"), path.join(dir, "rtn-int4"), { method: "rtn", ...spec, force: true });
+        const rtn = await quantizeModel(ctx, path.join(dir, "fp"), path.join(dir, "rtn-int4"), { ...spec, force: true });
         say("quantizing: AWQ int4 (scale search + clip search per block) ...");
         const phase = progressLine(o.quiet || o.json ? null : "awq");
-        const awq = await quantizeModel(ctx, path.join(dir, "fp"), path.join(dir, "awq-int4"), { method: "awq", ...spec, force: true }, async (c, read) => {
-          const res = await awqTransform(ctx, c, read, { ...spec, tokens: calib, seqLen: L, clipTokens: 128, onProgress: (d, n, detail) => phase?.(d, n, detail) });
-          return res.weights;
-        });
+        const awq = await quantizeModel(ctx, path.join(dir, "fp"), path.join(dir, "awq-int4"), { ...spec, force: true },
+          new AwqMethod({ ...spec, tokens: calib, seqLen: L, clipTokens: 128, onProgress: (d, n, detail) => phase?.(d, n, detail) }));
 
         say("evaluating KL divergence against the fp model ...");
         const wins = windows(evalStream, L);

@@ -8,12 +8,12 @@ import { quantizeModel, updateReport } from "../../ptq/quantize.ts";
 import { readDocuments } from "../../io/data.ts";
 import { evaluate, tokenStream, windows } from "../../model/eval.ts";
 import { LlamaModel } from "../../model/llama.ts";
-import { awqTransform, type AwqBlockReport } from "../../ptq/awq.ts";
+import { AwqMethod, type AwqBlockReport } from "../../ptq/awq.ts";
+import { RTN } from "../../ptq/method.ts";
 import { calibrationBlocks } from "../../ptq/calib_data.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
 import { checkContextLength, intOption, progressLine } from "../util.ts";
-import * as path from "node:path";
-import { guardOutput, realPathOf, STATE_DIR, type AtomicOutput } from "../../io/output.ts";
+import { guardOutput, realPathOf } from "../../io/output.ts";
 import { loadConfig } from "../../model/config.ts";
 
 /** The option names of the calibration draw, for messages. */
@@ -65,29 +65,24 @@ export function quantizeCommand(): Command {
       const ctx = await createContext();
       const quiet = o.quiet || o.json;
       const progress = progressLine(quiet ? null : "pack");
-      let awqBlocks: AwqBlockReport[] = [];
-      const transform = o.method === "awq"
-        ? async (config: Parameters<typeof awqTransform>[1], read: Parameters<typeof awqTransform>[2], out: AtomicOutput) => {
-          if (o.resume && !out.resumed) process.stderr.write(`--resume: no saved progress of an earlier run into ${o.out}; AWQ starts from block 0\n`);
-          const tok = await TextTokenizer.fromHF(o.model);
-          const blocks = await calibrationBlocks(tok, o.calib!, o.samples, o.seqLen, o.seed, CALIB_OPTIONS);
-          const phase = progressLine(quiet ? null : "awq");
-          const r = await awqTransform(ctx, config, read, {
-            bits, groupSize: bits === 8 ? 1 << 30 : o.groupSize, sym: bits === 8 ? true : !!o.sym, clip: o.clip, clipTokens: o.clipTokens, duo: o.duo,
-            tokens: blocks.tokens, seqLen: o.seqLen,
-            // each completed block is saved in the partial output's state/ (created on the first save)
-            state: { dir: path.join(out.tmp, STATE_DIR), resumed: out.resumed, identity: { model: realPathOf(o.model) } },
-            onProgress: (d, n, detail) => phase?.(d, n, detail),
-          });
-          awqBlocks = r.blocks;
-          return r.weights;
-        }
-        : undefined;
+      // AWQ: the calibration draw, tokenized here; each completed block is saved in the partial
+      // output's state/ (created on the first save), for --resume
+      let awq: AwqMethod | null = null;
+      if (o.method === "awq") {
+        const tok = await TextTokenizer.fromHF(o.model);
+        const blocks = await calibrationBlocks(tok, o.calib!, o.samples, o.seqLen, o.seed, CALIB_OPTIONS);
+        const phase = progressLine(quiet ? null : "awq");
+        awq = new AwqMethod({
+          bits, groupSize: bits === 8 ? 1 << 30 : o.groupSize, sym: bits === 8 ? true : !!o.sym, clip: o.clip, clipTokens: o.clipTokens, duo: o.duo,
+          tokens: blocks.tokens, seqLen: o.seqLen, resumable: { identity: { model: realPathOf(o.model) } },
+          onProgress: (d, n, detail) => phase?.(d, n, detail),
+        });
+      }
       const r = await quantizeModel(ctx, o.model, o.out, {
-        method: o.method, bits, groupSize: o.groupSize, sym: o.sym, force: o.force, resume: o.resume, inputs, half: o.half, quantizeHead: o.quantizeHead,
+        bits, groupSize: o.groupSize, sym: o.sym, force: o.force, resume: o.resume, inputs, half: o.half, quantizeHead: o.quantizeHead,
         onTensor: (d, n) => progress?.(d, n),
-        report: o.method === "awq" ? { calibration: { file: o.calib, samples: o.samples, seq_len: o.seqLen, seed: o.seed }, clip: o.clip, get awq() { return awqBlocks; } } : undefined,
-      }, transform);
+        report: awq ? { calibration: { file: o.calib, samples: o.samples, seq_len: o.seqLen, seed: o.seed }, clip: o.clip } : undefined,
+      }, awq ?? RTN);
       if (o.eval) {
         const tok = await TextTokenizer.fromHF(o.model);
         const wins = windows(tokenStream(tok, (await readDocuments(o.eval)).map((d) => d.text)), o.evalCtx, o.evalWindows);
@@ -103,7 +98,7 @@ export function quantizeCommand(): Command {
         if (!o.json) process.stdout.write(`eval on ${wins.length} windows of ${o.evalCtx}: perplexity ${before.ppl.toFixed(4)} (fp) -> ${after.ppl.toFixed(4)}, KL ${after.kl!.toFixed(5)}, top-1 ${(100 * after.top1).toFixed(2)} %\n`);
       }
       ctx.gpu.destroy();
-      if (o.method === "awq" && !o.json) process.stdout.write(formatAwq(awqBlocks) + "\n");
+      if (awq && !o.json) process.stdout.write(formatAwq(awq.blocks) + "\n");
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
       else {
         const spec = bits === 16 ? o.half : bits === 8 ? "int8 per-channel sym" : `int${bits} ${o.sym ? "sym" : "asym"} g${o.groupSize}`;

@@ -75,7 +75,7 @@ export function parseConfig(json: Record<string, unknown>, file: string): LlamaC
   const modelType = mt as ModelType;
   const archs = json.architectures;
   let architecture: string = SUPPORTED_ARCHITECTURES[SUPPORTED_MODEL_TYPES.indexOf(modelType)];
-  if (archs !== undefined) {
+  if (archs !== undefined && archs !== null) {
     if (!Array.isArray(archs) || archs.length === 0 || typeof archs[0] !== "string") {
       throw new InputError(file, "architectures", "must be a non-empty list of class names");
     }
@@ -145,8 +145,8 @@ export function parseConfig(json: Record<string, unknown>, file: string): LlamaC
     mlpBias: modelType === "llama" && bool("mlp_bias", false),
     tieWordEmbeddings: bool("tie_word_embeddings", d.tie),
     slidingWindow,
-    bosTokenId: optionalId(json.bos_token_id, file, "bos_token_id"),
-    eosTokenIds: idList(json.eos_token_id, file, "eos_token_id"),
+    bosTokenId: optionalId(json.bos_token_id, file, "bos_token_id", vocabSize),
+    eosTokenIds: idList(json.eos_token_id, file, "eos_token_id", vocabSize),
     torchDtype: typeof json.torch_dtype === "string" ? json.torch_dtype : typeof json.dtype === "string" ? json.dtype : null,
   };
 }
@@ -183,16 +183,18 @@ function parseRopeScaling(v: unknown, file: string): RopeScaling | null {
   throw new UnsupportedModelError(file, "rope_scaling.rope_type", String(type), SUPPORTED_ROPE_SCALING);
 }
 
-function optionalId(v: unknown, file: string, key: string): number | null {
+function optionalId(v: unknown, file: string, key: string, vocabSize: number): number | null {
   if (v === undefined || v === null) return null;
   if (typeof v !== "number" || !Number.isSafeInteger(v) || v < 0) throw new InputError(file, key, `must be a token id, got ${JSON.stringify(v)}`);
+  if (v >= vocabSize) throw new InputError(file, key, `token id ${v} is outside the vocabulary (vocab_size ${vocabSize})`, "config.json is damaged or belongs to another model");
   return v;
 }
 
-function idList(v: unknown, file: string, key: string): number[] {
+function idList(v: unknown, file: string, key: string, vocabSize: number): number[] {
   if (v === undefined || v === null) return [];
   const list = Array.isArray(v) ? v : [v];
-  return list.map((x) => optionalId(x, file, key)!);
+  if (list.length > 64) throw new InputError(file, key, `${list.length} ids; a model has a few stop tokens`);
+  return list.map((x) => optionalId(x, file, key, vocabSize)!);
 }
 
 /** Model folder (or its config.json) -> LlamaConfig. */
@@ -203,11 +205,18 @@ export async function loadConfig(p: string): Promise<LlamaConfig> {
   } catch {
     /* reported below */
   }
-  let text: string;
+  let bytes: Uint8Array;
   try {
-    text = await fsp.readFile(file, "utf8");
+    bytes = await fsp.readFile(file);
   } catch {
     throw new InputError(file, undefined, "config.json not found", "pass a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)");
+  }
+  if (bytes.byteLength > MAX_CONFIG_BYTES) throw new InputError(file, undefined, `${bytes.byteLength} bytes: far larger than any config.json (at most ${MAX_CONFIG_BYTES})`);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new InputError(file, undefined, "is not valid UTF-8 text", "download the file again");
   }
   let json: unknown;
   try {
@@ -216,7 +225,26 @@ export async function loadConfig(p: string): Promise<LlamaConfig> {
     throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`);
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InputError(file, undefined, "not a JSON object");
+  const depth = jsonDepth(json);
+  if (depth > MAX_CONFIG_DEPTH) throw new InputError(file, undefined, `JSON nested ${depth} levels deep (a config.json needs a few; at most ${MAX_CONFIG_DEPTH})`, "download the file again");
   return parseConfig(json as Record<string, unknown>, file);
+}
+
+/** Bounds of a config.json file: its size and how deeply its JSON nests (a written copy must round-trip). */
+const MAX_CONFIG_BYTES = 16 << 20;
+const MAX_CONFIG_DEPTH = 64;
+
+/** Nesting depth of parsed JSON, computed without recursion (a hostile file may nest 100 000 levels). */
+export function jsonDepth(v: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== "object" || x === null) continue;
+    if (d > max) max = d;
+    for (const c of Array.isArray(x) ? x : Object.values(x)) if (typeof c === "object" && c !== null) stack.push([c, d + 1]);
+  }
+  return max;
 }
 
 /** Parameters the config implies (embedding + layers + final norm + untied lm_head). */

@@ -234,6 +234,27 @@ describe("checkpoints are checked against config.json before any work", () => {
     expect(r.stderr).toMatch(/num_hidden_layers.*7 layers.*layers 0\.\.4/);
   });
 
+  it("config.json: ids outside the vocabulary, invalid UTF-8 and absurd nesting exit 2 naming the field, no output", async () => {
+    const bos = await variant("bos-out", (t) => t, { bos_token_id: 512 });
+    let r = quantize(bos);
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/config\.json \[bos_token_id\]: token id 512 is outside the vocabulary \(vocab_size 512\)/);
+    expect(r.wrote).toBe(false);
+    const deep = await variant("deep", (t) => t);
+    const cfg = readFileSync(join(deep, "config.json"), "utf8");
+    writeFileSync(join(deep, "config.json"), cfg.replace(/}\s*$/, `, "x": ${"[".repeat(100_000)}${"]".repeat(100_000)}}`));
+    r = quantize(deep);
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/config\.json: JSON nested 100001 levels deep/);
+    expect(r.wrote).toBe(false);
+    const utf = await variant("utf8", (t) => t);
+    writeFileSync(join(utf, "config.json"), Buffer.concat([Buffer.from(cfg.replace(/}\s*$/, ', "name": "')), Buffer.from([0xff, 0xfe]), Buffer.from('"}')]));
+    r = quantize(utf);
+    expect(r.status, r.stderr).toBe(2);
+    expect(r.stderr).toMatch(/config\.json: is not valid UTF-8/);
+    expect(r.wrote).toBe(false);
+  });
+
   it("an unexpected extra tensor is named in a warning; the output is written without it", async () => {
     const dir = await variant("extra", (t) => [...t, { name: "model.vision_tower.weight", dtype: "F32", shape: [2], data: new Float32Array([1, 2]) }]);
     const out = join(tmp, "extra-out");

@@ -18,34 +18,27 @@ import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { SafetensorsCheckpoint } from "../io/safetensors.ts";
 import { f32ArrayToF16 } from "../common/half.ts";
-import { attention } from "../nn/attention.ts";
-import { addBias, addInPlace, siluMul } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
-import { matmul } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
-import { rope } from "../nn/rope.ts";
 import { describeNonFinite, FiniteChecks, type FiniteFailure } from "../nn/finite.ts";
 import { loadConfig, validateCheckpoint, type LlamaConfig } from "./config.ts";
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.ts";
 import type { HostPackedWeight } from "../quant/formats.ts";
-import { qmatmul } from "../quant/matmul.ts";
 import { readPacked, readQuantizationConfig } from "../quant/model_format.ts";
-import { destroyPacked, uploadPacked, type GpuPackedWeight } from "../quant/rtn.ts";
+import { destroyPacked, uploadPacked } from "../quant/rtn.ts";
+import { blockForward, DenseLinear, linear, LINEARS, PackedLinear, type BlockActivations, type BlockParams, type LinearRole } from "./block.ts";
 import { ropeInvFreq } from "./rope.ts";
 
-export type LinearRole = "q_proj" | "k_proj" | "v_proj" | "o_proj" | "gate_proj" | "up_proj" | "down_proj";
+export { LINEARS, type LinearRole } from "./block.ts";
 
-/** A linear layer y = x · Wᵀ + b: W (N, K) dense f32/f16, or packed int4/int8 (src/quant/formats.ts). */
-export type Linear =
-  | { readonly kind: "dense"; readonly name: string; w: GpuTensor; readonly b: GpuTensor | null }
-  | { readonly kind: "packed"; readonly name: string; readonly q: GpuPackedWeight; readonly b: GpuTensor | null };
+/** A linear layer as loaded: W (N, K) dense f32/f16, or packed int4/int8 (src/quant/formats.ts). */
+export type WeightLinear = DenseLinear | PackedLinear;
 
-export interface BlockWeights {
-  inputNorm: GpuTensor;
-  postNorm: GpuTensor;
-  lin: Record<LinearRole, Linear>;
+/** A block's weights as loaded (the model's BlockParams). */
+export interface BlockWeights extends BlockParams {
+  lin: Record<LinearRole, WeightLinear>;
 }
 
 /** Host-side source of weights by Hugging Face name. */
@@ -85,8 +78,6 @@ export interface ModelOptions {
   checkWeights?: boolean;
 }
 
-export const LINEARS: LinearRole[] = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
-
 export class LlamaModel {
   #pos = 0;
   #blocks: (BlockWeights | null)[];
@@ -105,7 +96,7 @@ export class LlamaModel {
     readonly embed: GpuTensor,
     readonly norm: GpuTensor,
     /** The LM head: dense (possibly the tied embedding) or packed (--quantize-head). */
-    readonly head: Linear,
+    readonly head: WeightLinear,
     readonly invFreq: GpuTensor,
     blocks: (BlockWeights | null)[],
   ) {
@@ -163,9 +154,9 @@ export class LlamaModel {
     const embed = await up("model.embed_tokens.weight", [config.vocabSize, H]);
     const norm = await up("model.norm.weight", [H], "f32");
     const packedHead = await source.readPacked?.("lm_head", config.vocabSize, H);
-    const head: Linear = packedHead
-      ? { kind: "packed", name: "lm_head", q: uploadPacked(ctx.gpu, packedHead, "lm_head"), b: null }
-      : { kind: "dense", name: "lm_head", w: !source.has("lm_head.weight") && config.tieWordEmbeddings ? embed : await up("lm_head.weight", [config.vocabSize, H]), b: null };
+    const head: WeightLinear = packedHead
+      ? new PackedLinear("lm_head", uploadPacked(ctx.gpu, packedHead, "lm_head"))
+      : new DenseLinear("lm_head", !source.has("lm_head.weight") && config.tieWordEmbeddings ? embed : await up("lm_head.weight", [config.vocabSize, H]));
     const invFreq = GpuTensor.fromHost(ctx.gpu, ropeInvFreq(config), [config.headDim / 2], "f32", "rope.inv_freq");
     const blocks: (BlockWeights | null)[] = [];
     for (let l = 0; l < config.numLayers; l++) blocks.push(full.streaming ? null : await loadBlock(ctx, config, source, l, full.weightDtype));
@@ -269,33 +260,17 @@ export class LlamaModel {
   }
 
   async #block(batch: CommandBatch, l: number, w: BlockWeights, v: Views, T: number, pos0: number, seq: number): Promise<void> {
-    const c = this.config;
-    const ctx = this.ctx;
     const hook = this.opts.onLinearInput;
-    const kvw = c.numKvHeads * c.headDim;
-    await rmsnorm(ctx, batch, v.x, w.inputNorm, v.xn, c.rmsNormEps);
-    if (hook) await hook({ layer: l, roles: ["q_proj", "k_proj", "v_proj"], input: v.xn, batch });
-    await linear(ctx, batch, v.xn, w.lin.q_proj, v.q);
-    await linear(ctx, batch, v.xn, w.lin.k_proj, v.k);
-    await linear(ctx, batch, v.xn, w.lin.v_proj, v.v);
-    await rope(ctx, batch, v.q, this.invFreq, T, c.numHeads, pos0, seq);
-    await rope(ctx, batch, v.k, this.invFreq, T, c.numKvHeads, pos0, seq);
-    const kc = this.#state.kCache[l];
-    const vc = this.#state.vCache[l];
-    batch.copy(v.k, kc.view(`${kc.label}.new`, [T, kvw], pos0 * kvw * 4));
-    batch.copy(v.v, vc.view(`${vc.label}.new`, [T, kvw], pos0 * kvw * 4));
-    await attention(ctx, batch, v.q, kc, vc, v.att, { T, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0, seq });
-    if (hook) await hook({ layer: l, roles: ["o_proj"], input: v.att, batch });
-    await linear(ctx, batch, v.att, w.lin.o_proj, v.o);
-    await addInPlace(ctx, batch, v.x, v.o);
-    await rmsnorm(ctx, batch, v.x, w.postNorm, v.xn, c.rmsNormEps);
-    if (hook) await hook({ layer: l, roles: ["gate_proj", "up_proj"], input: v.xn, batch });
-    await linear(ctx, batch, v.xn, w.lin.gate_proj, v.g);
-    await linear(ctx, batch, v.xn, w.lin.up_proj, v.u);
-    await siluMul(ctx, batch, v.g, v.u, v.h);
-    if (hook) await hook({ layer: l, roles: ["down_proj"], input: v.h, batch });
-    await linear(ctx, batch, v.h, w.lin.down_proj, v.o);
-    await addInPlace(ctx, batch, v.x, v.o);
+    // one buffer per width: the residual stream x is updated in place, xn and o serve both halves
+    const a: BlockActivations = {
+      x: v.x, xn1: v.xn, q: v.q, k: v.k, v: v.v, att: v.att, attnOut: v.o, mid: v.x,
+      xn2: v.xn, g: v.g, u: v.u, h: v.h, mlpOut: v.o, out: v.x,
+    };
+    await blockForward(this.ctx, batch, this.config, w, a, {
+      invFreq: this.invFreq, pos0, seq,
+      cache: { k: this.#state.kCache[l], v: this.#state.vCache[l] },
+      onLinearInput: hook ? (roles, input, b) => hook({ layer: l, roles, input, batch: b }) : undefined,
+    });
   }
 
   /** Releases every GPU buffer of the model (idempotent). */
@@ -316,13 +291,6 @@ export class LlamaModel {
   #check(): void {
     if (this.#destroyed) throw new UsageError("the model was destroyed");
   }
-}
-
-/** y = x · Wᵀ (+ b), on dense or packed weights (no dequantized copy of W is made). */
-export async function linear(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, lin: Linear, y: GpuTensor): Promise<void> {
-  if (lin.kind === "dense") await matmul(ctx, batch, x, lin.w, y);
-  else await qmatmul(ctx, batch, x, lin.q, y);
-  if (lin.b) await addBias(ctx, batch, y, lin.b);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -391,14 +359,14 @@ function weightTag(name: string, t: GpuTensor): WeightTag {
 }
 
 /** The GPU tensors of weights, by checkpoint name: `extra`, then a head or a block's tensors (packed: the f16 scales). */
-function* namedWeights(extra: [string, GpuTensor][], w: Linear | BlockWeights): Generator<[string, GpuTensor]> {
+function* namedWeights(extra: [string, GpuTensor][], w: WeightLinear | BlockWeights): Generator<[string, GpuTensor]> {
   yield* extra;
-  const lins: Linear[] = "kind" in w ? [w] : Object.values(w.lin);
+  const lins: WeightLinear[] = "kind" in w ? [w] : Object.values(w.lin);
   if (!("kind" in w)) yield* [[w.inputNorm.label, w.inputNorm], [w.postNorm.label, w.postNorm]] as [string, GpuTensor][];
   for (const li of lins) {
     if (li.kind === "dense") yield [li.w.label, li.w];
     else yield [li.q.scales.label, li.q.scales];
-    if (li.b) yield [li.b.label, li.b];
+    if (li.bias) yield [li.bias.label, li.bias];
   }
 }
 
@@ -443,15 +411,15 @@ export async function loadBlock(ctx: GpuContext, c: LlamaConfig, src: WeightSour
   const shapes: Record<LinearRole, [number, number]> = {
     q_proj: [qw, H], k_proj: [kvw, H], v_proj: [kvw, H], o_proj: [H, qw], gate_proj: [I, H], up_proj: [I, H], down_proj: [H, I],
   };
-  const lin = {} as Record<LinearRole, Linear>;
+  const lin = {} as Record<LinearRole, WeightLinear>;
   for (const r of LINEARS) {
     const part = r.endsWith("proj") && ["q_proj", "k_proj", "v_proj", "o_proj"].includes(r) ? "self_attn" : "mlp";
     const name = `${p}${part}.${r}`;
     const b = src.has(`${name}.bias`) ? await uploadWeight(ctx, src, `${name}.bias`, [shapes[r][0]], "f32") : null;
     const packed = await src.readPacked?.(name, shapes[r][0], shapes[r][1]);
     lin[r] = packed
-      ? { kind: "packed", name, q: uploadPacked(ctx.gpu, packed, name), b }
-      : { kind: "dense", name, w: await uploadWeight(ctx, src, `${name}.weight`, shapes[r], dtype), b };
+      ? new PackedLinear(name, uploadPacked(ctx.gpu, packed, name), b)
+      : new DenseLinear(name, await uploadWeight(ctx, src, `${name}.weight`, shapes[r], dtype), b);
   }
   return {
     inputNorm: await uploadWeight(ctx, src, `${p}input_layernorm.weight`, [H], "f32"),
@@ -466,6 +434,6 @@ export function destroyBlock(b: BlockWeights): void {
   for (const l of Object.values(b.lin)) {
     if (l.kind === "dense") l.w.destroy();
     else destroyPacked(l.q);
-    l.b?.destroy();
+    l.bias?.destroy();
   }
 }

@@ -3,18 +3,22 @@
 // back to the CPU; activations and weights stay resident.
 //
 // Per block l, on its cached input X (all calibration tokens, in chunks of whole sequences):
-//   1. fp pass: the block's intermediate activations, their per-channel mean |x|, the fp outputs
-//      of the attention and the MLP, and the block output (the next block's input, as llm-awq).
+//   1. fp pass (captureBlockInputs; the model's block forward, model/block.ts): the block's
+//      intermediate activations, their per-channel mean |x|, the fp outputs of the attention and
+//      the MLP, and the block output (the next block's input, as llm-awq).
 //   2. scale search for each group (prev op -> linears; loss on the inspected module's output):
 //        input_layernorm -> q,k,v   (loss: attention output after o_proj)
 //        v -> o                      (only when Hq == Hkv; skipped under GQA)
 //        post_attention_layernorm -> gate,up   (loss: MLP output)
 //        up -> down                  (loss: down output)
+//      (searchScales, scored on the halves of the block forward, attentionHalf and mlpHalf)
 //      α = i/20, s = mean|x|^α / sqrt(max·min) (optionally ÷ w_mean^(1−α), "duo"), weights
 //      W·diag(s) fake-quantized then ·diag(1/s), module re-run, MSE vs fp; best α kept (α = 0 is
-//      RTN). 1/s is folded into the previous op, s into the linears, so the fp model is unchanged.
-//   3. clip search on v, o, gate, up, down: per (row, group) shrink max|w| by 1.00 … 0.55, scored on
+//      RTN). 1/s is folded into the previous op, s into the linears, so the fp model is unchanged
+//      (foldScales).
+//   3. clip search (searchClip) on v, o, gate, up, down: per (row, group) shrink max|w| by 1.00 … 0.55, scored on
 //      the group's partial dot products over sampled tokens; weights clamped to the best.
+//
 // AwqMethod is AWQ as a method of quantizeModel's block loop (ptq/method.ts): it rescales and clips
 // each block's f32 weights in place on the GPU, and quantizeModel packs them with RTN right after.
 // awqTransform runs the same over every block for callers that want the weights on the host.
@@ -33,14 +37,12 @@ import { SafetensorsCheckpoint, writeSafetensors } from "../io/safetensors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
-import { attention } from "../nn/attention.ts";
-import { addBias, addInPlace, scale, siluMul, transpose } from "../nn/elementwise.ts";
+import { addInPlace, scale, transpose } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
-import { kMajorPreferred, matmul, matmulKn, swigluKn } from "../nn/matmul.ts";
-import { rmsnorm } from "../nn/rmsnorm.ts";
-import { rope } from "../nn/rope.ts";
+import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
+import { attentionHalf, blockForward, layoutLinear, linear, linearLayout, LINEARS, mlpHalf, type BlockParams, type Linear, type LinearRole } from "../model/block.ts";
 import { expectedTensors, type LlamaConfig } from "../model/config.ts";
-import { destroyBlock, LINEARS, loadBlock, type BlockWeights, type LinearRole, type WeightSource } from "../model/llama.ts";
+import { destroyBlock, loadBlock, type BlockWeights, type WeightSource } from "../model/llama.ts";
 import { ropeInvFreq } from "../model/rope.ts";
 import { gramDot, sqErr, sqErrParts } from "../quant/awq_loss.ts";
 import { applyClip, clipSearch, colScaleWords, fakeQuantize, type FakeQuantSpec } from "../quant/fake_quant.ts";
@@ -434,295 +436,409 @@ async function loadAwqInput(gpu: GpuContext["gpu"], dir: string, l: number, shap
 
 // ---------------------------------------------------------------------------------------------
 
+// --- one block ---------------------------------------------------------------------------------
+//
+// awqBlock runs the steps below over an explicit record of what the block carries (AwqBlock):
+//   captureBlockInputs  the fp pass: every chunk's activations, their statistics, the next input
+//   searchScales        one group: the best s over the grid, by the output error of its module
+//   foldScales          1/s into the previous op (and the captured inputs), s into the linears
+//   searchClip          per (row, group) clip ranges of v, o, gate, up, down, applied in place
+
 /** Scale candidates recorded per submit in the search (one wait and one readback each). */
 const CANDIDATES_PER_SUBMIT = 5;
 
-interface Lin {
+/** A linear of the block under AWQ: its f32 weight (rewritten in place) and, in the K-major layout, Wᵀ kept in step with it. */
+interface AwqLinear {
   name: string;
   w: GpuTensor;
-  /** wᵀ (K, N) when the block runs K-major matmuls (CPU adapters), kept in step with w. */
   wT: GpuTensor | null;
-  b: GpuTensor | null;
+  bias: GpuTensor | null;
+}
+
+/** The fp pass's activations of one chunk of calibration sequences (T tokens), kept for the searches. */
+interface ChunkActivations {
+  T: number;
+  xn1: GpuTensor;
+  att: GpuTensor;
+  attnOut: GpuTensor;
+  xn2: GpuTensor;
+  h: GpuTensor;
+  mlpOut: GpuTensor;
+  /** The block output: the next block's input. */
+  next: GpuTensor;
+}
+
+/** The inputs of the scale groups: input_layernorm's output, the attention output, post_attention_layernorm's output, SwiGLU's output. */
+type GroupInput = "xn1" | "att" | "xn2" | "h";
+
+/** Everything AWQ carries through one block. */
+interface AwqBlock {
+  ctx: GpuContext;
+  c: LlamaConfig;
+  l: number;
+  opts: AwqOptions;
+  spec: FakeQuantSpec;
+  /** The layout the block's linears are multiplied in (model/block.ts linearLayout). */
+  layout: "nk" | "kn";
+  invFreq: GpuTensor;
+  inputNorm: GpuTensor;
+  postNorm: GpuTensor;
+  lin: Record<LinearRole, AwqLinear>;
+  acts: ChunkActivations[];
+  /** Per-channel statistics of each group input over every token (nn/reduce.ts reduceStats). */
+  stats: Record<GroupInput, GpuTensor>;
+  /** Tokens over every chunk, and in the largest chunk. */
+  T: number;
+  maxT: number;
+  /** Buffers of one module run for maxT tokens, shared by every run. */
+  work: { q: GpuTensor; k: GpuTensor; v: GpuTensor; g: GpuTensor; u: GpuTensor; att: GpuTensor; h: GpuTensor; out: GpuTensor };
+  /** Loss partial sums: one slot per candidate of a submit (see lossSlots). */
+  loss: { partial: GpuTensor; slotWords: number; parts: number[]; offsets: number[] };
+  report: AwqBlockReport;
+  progress: { tick(detail: string): void };
+  /** Freed when the block is done. */
+  owned: GpuTensor[];
+}
+
+/** A scale group: the op before it, the linears that share its input, and the module whose output scores it. */
+interface ScaleGroup {
+  name: string;
+  input: GroupInput;
+  /** The previous op, which takes 1/s: a norm's weight (cols), or a linear's rows. */
+  prev: { norm: "inputNorm" | "postNorm" } | { rows: LinearRole };
+  lins: LinearRole[];
+  /** Scored on: the attention half, the MLP half, or the one linear alone. */
+  module: "attention" | "mlp" | "linear";
+  target: "attnOut" | "mlpOut";
+}
+
+/** The groups in search order (llm-awq's). v -> o needs v's rows to line up with o's inputs (no GQA). */
+function scaleGroups(c: LlamaConfig, lin: Record<LinearRole, AwqLinear>): ScaleGroup[] {
+  const out: ScaleGroup[] = [{ name: "qkv", input: "xn1", prev: { norm: "inputNorm" }, lins: ["q_proj", "k_proj", "v_proj"], module: "attention", target: "attnOut" }];
+  if (c.numHeads === c.numKvHeads && !lin.v_proj.bias) out.push({ name: "v_o", input: "att", prev: { rows: "v_proj" }, lins: ["o_proj"], module: "linear", target: "attnOut" });
+  out.push({ name: "gate_up", input: "xn2", prev: { norm: "postNorm" }, lins: ["gate_proj", "up_proj"], module: "mlp", target: "mlpOut" });
+  if (!lin.up_proj.bias) out.push({ name: "down", input: "h", prev: { rows: "up_proj" }, lins: ["down_proj"], module: "linear", target: "mlpOut" });
+  return out;
 }
 
 async function awqBlock(
   ctx: GpuContext, c: LlamaConfig, block: BlockWeights, l: number, X: GpuTensor[], chunks: Chunk[],
   invFreq: GpuTensor, opts: AwqOptions, progress: { tick(detail: string): void },
 ): Promise<{ report: AwqBlockReport; next: GpuTensor[] }> {
+  const blk = await openAwqBlock(ctx, c, block, l, chunks, invFreq, opts, progress);
+  try {
+    await captureBlockInputs(blk, X);
+    for (const group of scaleGroups(c, blk.lin)) {
+      const gram = group.module === "linear" && gramPays(blk, blk.stats[group.input].shape[0]) ? await gramOf(blk, group.input) : null;
+      const s = await searchScales(blk, group, gram);
+      gram?.destroy();
+      await foldScales(blk, group, s);
+    }
+    if (opts.clip !== false) await searchClip(blk);
+    return { report: blk.report, next: blk.acts.map((a) => a.next) };
+  } catch (e) {
+    for (const a of blk.acts) a.next.destroy();
+    throw e;
+  } finally {
+    for (const t of blk.owned) t.destroy();
+  }
+}
+
+/** The record of block l: its linears (Wᵀ copies allocated in the K-major layout), activation, statistic and loss buffers. */
+async function openAwqBlock(
+  ctx: GpuContext, c: LlamaConfig, block: BlockWeights, l: number, chunks: Chunk[],
+  invFreq: GpuTensor, opts: AwqOptions, progress: { tick(detail: string): void },
+): Promise<AwqBlock> {
   const { gpu } = ctx;
   const L = opts.seqLen;
   const H = c.hiddenSize, I = c.intermediateSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim;
-  const p = `model.layers.${l}.`;
-  const scratch: GpuTensor[] = [];
-  const T = (shape: number[], label: string) => {
+  const owned: GpuTensor[] = [];
+  const alloc = (shape: number[], label: string) => {
     const t = GpuTensor.empty(gpu, shape, "f32", `awq.${l}.${label}`);
-    scratch.push(t);
+    owned.push(t);
     return t;
   };
+  const maxT = Math.max(...chunks.map((ch) => ch.n * L));
   // CPU adapters: the K-major GEMM is several times faster; every module then reads Wᵀ.
-  const maxM = Math.max(...chunks.map((ch) => ch.n * L));
-  const kn = ([[qw, H], [kvw, H], [H, qw], [I, H], [H, I]] as const).every(([N, K]) => kMajorPreferred(gpu, maxM, N, K));
-  const lin = (role: LinearRole): Lin => {
+  const layout = linearLayout(gpu, c, maxT);
+  const lin = {} as Record<LinearRole, AwqLinear>;
+  for (const role of LINEARS) {
     const li = block.lin[role];
     if (li.kind !== "dense" || li.w.dtype !== "f32") throw new UsageError(`AWQ needs the f32 weight of ${li.name}`);
     const [N, K] = li.w.shape;
-    const wT = kn ? GpuTensor.empty(gpu, [K, N], "f32", `${li.name}.weight_t`) : null;
-    if (wT) scratch.push(wT);
-    return { name: li.name, w: li.w, wT, b: li.b };
+    const wT = layout === "kn" ? GpuTensor.empty(gpu, [K, N], "f32", `${li.name}.weight_t`) : null;
+    if (wT) owned.push(wT);
+    lin[role] = { name: li.name, w: li.w, wT, bias: li.bias };
+  }
+  const acts = chunks.map((ch): ChunkActivations => {
+    const T = ch.n * L;
+    return {
+      T, xn1: alloc([T, H], "xn1"), att: alloc([T, qw], "att"), attnOut: alloc([T, H], "attn_out"), xn2: alloc([T, H], "xn2"),
+      h: alloc([T, I], "h"), mlpOut: alloc([T, H], "mlp_out"), next: GpuTensor.empty(gpu, [T, H], "f32", `awq.${l}.next`),
+    };
+  });
+  const stats = { xn1: alloc([H, 4], "s.xn1"), att: alloc([qw, 4], "s.att"), xn2: alloc([H, 4], "s.xn2"), h: alloc([I, 4], "s.h") };
+  const work = {
+    q: alloc([maxT, qw], "q"), k: alloc([maxT, kvw], "k"), v: alloc([maxT, kvw], "v"), g: alloc([maxT, I], "g"), u: alloc([maxT, I], "u"),
+    out: alloc([maxT, H], "out"), att: alloc([maxT, qw], "att2"), h: alloc([maxT, I], "h2"),
   };
-  const inNorm = block.inputNorm;
-  const postNorm = block.postNorm;
-  const q = lin("q_proj");
-  const k = lin("k_proj");
-  const v = lin("v_proj");
-  const o = lin("o_proj");
-  const gate = lin("gate_proj");
-  const upP = lin("up_proj");
-  const down = lin("down_proj");
-  const spec: FakeQuantSpec = { bits: opts.bits, G: opts.groupSize, sym: opts.sym };
-  const report: AwqBlockReport = { layer: l, groups: [], clip: [], seconds: 0 };
+  // Partial sums of the squared output errors (summed on the host in float64): one slot per
+  // candidate of a submit, each chunk's range starting on a binding-aligned word; a slot also
+  // holds one linear's N·K partial sums (gramDot).
+  const parts = acts.map((a) => sqErrParts(a.T * H));
+  const offsets = parts.map((_, i) => parts.slice(0, i).reduce((x, y) => x + align(y), 0));
+  const slotWords = align(Math.max(offsets[acts.length - 1] + parts[acts.length - 1], qw * H, I * H, H * I));
+  const partial = alloc([CANDIDATES_PER_SUBMIT * slotWords], "loss.partial");
+  return {
+    ctx, c, l, opts, spec: { bits: opts.bits, G: opts.groupSize, sym: opts.sym }, layout, invFreq,
+    inputNorm: block.inputNorm, postNorm: block.postNorm, lin, acts, stats, T: acts.reduce((s, a) => s + a.T, 0), maxT, work,
+    loss: { partial, slotWords, parts, offsets }, report: { layer: l, groups: [], clip: [], seconds: 0 }, progress, owned,
+  };
+}
 
-  const run = async (label: string, f: (b: CommandBatch) => Promise<void>) => {
-    const b = new CommandBatch(gpu, `awq.${l}.${label}`);
-    await f(b);
-    b.submit();
-  };
-  // y = x · Wᵀ (+ bias); w is [N, K], or [K, N] when kn.
-  const lmul = async (b: CommandBatch, x: GpuTensor, li: Lin, w: GpuTensor, y: GpuTensor) => {
-    await (kn ? matmulKn : matmul)(ctx, b, x, w, y);
-    if (li.b) await addBias(ctx, b, y, li.b);
-  };
-  // The fp weight in the layout lmul takes.
-  const fp = (li: Lin) => li.wT ?? li.w;
-  const syncT = async (b: CommandBatch, lins: Lin[]) => {
-    for (const li of lins) if (li.wT) await transpose(ctx, b, li.w, li.wT);
-  };
+/** Words rounded up to a binding offset (64 words = 256 bytes). */
+const align = (n: number) => Math.ceil(n / 64) * 64;
 
-  try {
-    // 1. fp pass per chunk, keeping the inputs of every group and the fp outputs.
-    const acts = chunks.map((ch) => {
-      const M = ch.n * L;
-      return {
-        M, xn1: T([M, H], "xn1"), att: T([M, qw], "att"), attnOut: T([M, H], "attn_out"), xn2: T([M, H], "xn2"),
-        h: T([M, I], "h"), mlpOut: T([M, H], "mlp_out"), next: GpuTensor.empty(gpu, [M, H], "f32", `awq.${l}.next`),
-      };
+/** Records `f` into a batch of its own and submits it. */
+async function submit(blk: AwqBlock, label: string, f: (b: CommandBatch) => Promise<void>): Promise<void> {
+  const b = new CommandBatch(blk.ctx.gpu, `awq.${blk.l}.${label}`);
+  await f(b);
+  b.submit();
+}
+
+/** A linear of the block at its current weights, in the block's layout. */
+function fpLinear(blk: AwqBlock, role: LinearRole): Linear {
+  const li = blk.lin[role];
+  return layoutLinear(blk.layout, li.name, li.wT ?? li.w, li.bias);
+}
+
+/** The block's linears at their current weights, with `replaced` ones instead (candidate weights). */
+function blockLinears(blk: AwqBlock, replaced: Partial<Record<LinearRole, Linear>> = {}): Record<LinearRole, Linear> {
+  const out = {} as Record<LinearRole, Linear>;
+  for (const role of LINEARS) out[role] = replaced[role] ?? fpLinear(blk, role);
+  return out;
+}
+
+/** Records Wᵀ := transpose(W) for the linears that keep a K-major copy. */
+async function syncTransposed(blk: AwqBlock, b: CommandBatch, roles: readonly LinearRole[]): Promise<void> {
+  for (const role of roles) {
+    const li = blk.lin[role];
+    if (li.wT) await transpose(blk.ctx, b, li.w, li.wT);
+  }
+}
+
+/** A (T, width) view of a work buffer for a chunk of T tokens. */
+const rows = (t: GpuTensor, T: number) => t.view(t.label, [T, t.shape[1]], 0);
+
+/**
+ * The fp pass, chunk by chunk: the block forward on X keeping every group's input, the fp outputs
+ * of both halves and the block output (the next block's input, as llm-awq), plus the statistics
+ * of the group inputs.
+ */
+async function captureBlockInputs(blk: AwqBlock, X: GpuTensor[]): Promise<void> {
+  const { ctx, c, work } = blk;
+  const params: BlockParams = { inputNorm: blk.inputNorm, postNorm: blk.postNorm, lin: blockLinears(blk) };
+  for (let i = 0; i < blk.acts.length; i++) {
+    const a = blk.acts[i];
+    await submit(blk, "fp", async (b) => {
+      if (i === 0) await syncTransposed(blk, b, LINEARS);
+      await blockForward(ctx, b, c, params, {
+        x: X[i], xn1: a.xn1, q: rows(work.q, a.T), k: rows(work.k, a.T), v: rows(work.v, a.T), att: a.att, attnOut: a.attnOut, mid: a.next,
+        xn2: a.xn2, g: rows(work.g, a.T), u: rows(work.u, a.T), h: a.h, mlpOut: a.mlpOut, out: a.next,
+      }, { invFreq: blk.invFreq, pos0: 0, seq: blk.opts.seqLen });
+      for (const key of ["xn1", "att", "xn2", "h"] as const) await reduceStats(ctx, b, a[key], "cols", blk.stats[key], true);
     });
-    const stats = { xn1: T([H, 4], "s.xn1"), att: T([qw, 4], "s.att"), xn2: T([H, 4], "s.xn2"), h: T([I, 4], "s.h") };
-    const tq = T([maxM, qw], "q"), tk = T([maxM, kvw], "k"), tv = T([maxM, kvw], "v"), tg = T([maxM, I], "g"), tu = T([maxM, I], "u");
-    const tOut = T([maxM, H], "out"), tAtt = T([maxM, qw], "att2"), tH = T([maxM, I], "h2");
-    const view = (t: GpuTensor, M: number, w: number) => t.view(t.label, [M, w], 0);
+  }
+  blk.progress.tick(`block ${blk.l}: fp pass`);
+}
 
-    // attention module: x (M, H) -> out (M, H) through q, k, v (weights given), rope, attention, o
-    const attnModule = async (b: CommandBatch, a: (typeof acts)[number], wq: GpuTensor, wk: GpuTensor, wv: GpuTensor, wo: GpuTensor, out: GpuTensor, attOut?: GpuTensor) => {
-      const M = a.M;
-      const [Q, K, V, A] = [view(tq, M, qw), view(tk, M, kvw), view(tv, M, kvw), attOut ?? view(tAtt, M, qw)];
-      await lmul(b, a.xn1, q, wq, Q);
-      await lmul(b, a.xn1, k, wk, K);
-      await lmul(b, a.xn1, v, wv, V);
-      await rope(ctx, b, Q, invFreq, M, c.numHeads, 0, L);
-      await rope(ctx, b, K, invFreq, M, c.numKvHeads, 0, L);
-      await attention(ctx, b, Q, K, V, A, { T: M, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0: 0, seq: L });
-      await lmul(b, A, o, wo, out);
-    };
-    const mlpModule = async (b: CommandBatch, a: (typeof acts)[number], wg: GpuTensor, wu: GpuTensor, wd: GpuTensor, out: GpuTensor, hOut?: GpuTensor) => {
-      const M = a.M;
-      const [G, U, Hh] = [view(tg, M, I), view(tu, M, I), hOut ?? view(tH, M, I)];
-      if (kn && !gate.b && !upP.b) {
-        await swigluKn(ctx, b, a.xn2, wg, wu, Hh);
-      } else {
-        await lmul(b, a.xn2, gate, wg, G);
-        await lmul(b, a.xn2, upP, wu, U);
-        await siluMul(ctx, b, G, U, Hh);
-      }
-      await lmul(b, Hh, down, wd, out);
-    };
+/** mean |x| per channel of a group input over every token. */
+async function meanAbs(blk: AwqBlock, input: GroupInput): Promise<Float32Array> {
+  const s = (await blk.stats[input].toHost()) as Float32Array;
+  return Float32Array.from({ length: s.length / 4 }, (_, i) => s[i * 4 + 1] / blk.T);
+}
 
-    for (let i = 0; i < acts.length; i++) {
-      const a = acts[i];
-      await run("fp", async (b) => {
-        if (i === 0) await syncT(b, [q, k, v, o, gate, upP, down]);
-        await rmsnorm(ctx, b, X[i], inNorm, a.xn1, c.rmsNormEps);
-        await attnModule(b, a, fp(q), fp(k), fp(v), fp(o), a.attnOut, a.att);
-        b.copy(X[i], a.next);
-        await addInPlace(ctx, b, a.next, a.attnOut);
-        await rmsnorm(ctx, b, a.next, postNorm, a.xn2, c.rmsNormEps);
-        await mlpModule(b, a, fp(gate), fp(upP), fp(down), a.mlpOut, a.h);
-        await addInPlace(ctx, b, a.next, a.mlpOut);
-        await reduceStats(ctx, b, a.xn1, "cols", stats.xn1, true);
-        await reduceStats(ctx, b, a.att, "cols", stats.att, true);
-        await reduceStats(ctx, b, a.xn2, "cols", stats.xn2, true);
-        await reduceStats(ctx, b, a.h, "cols", stats.h, true);
+/**
+ * Whether a one-linear group is scored from G = XᵀX over every token: it pays when the layer's
+ * input width K is at most the token count (N·K² vs T·N·K per candidate) and G fits one binding.
+ */
+function gramPays(blk: AwqBlock, K: number): boolean {
+  const mode = blk.opts.singleLinearLoss ?? "auto";
+  if (mode !== "auto") return mode === "gram";
+  return K <= blk.T && K * K * 4 <= blk.ctx.gpu.limits.maxStorageBufferBindingSize;
+}
+
+/** G = XᵀX (K, K) of a group input over every calibration token. */
+async function gramOf(blk: AwqBlock, input: GroupInput): Promise<GpuTensor> {
+  const { ctx } = blk;
+  const { gpu } = ctx;
+  const K = blk.stats[input].shape[0];
+  const G = GpuTensor.empty(gpu, [K, K], "f32", `awq.${blk.l}.gram`);
+  const g1 = GpuTensor.empty(gpu, [K, K], "f32", `awq.${blk.l}.gram.part`);
+  try {
+    for (let i = 0; i < blk.acts.length; i++) {
+      const a = blk.acts[i];
+      const x = a[input];
+      await submit(blk, "gram", async (b) => {
+        const xT = GpuTensor.empty(gpu, [K, a.T], "f32", "gram.xT");
+        b.own(xT);
+        await transpose(ctx, b, x, xT);
+        const dst = i === 0 ? G : g1;
+        if (blk.layout === "kn" && kMajorPreferred(gpu, K, K, a.T)) await matmulKn(ctx, b, xT, x, dst);
+        else await matmul(ctx, b, xT, xT, dst);
+        if (i > 0) await addInPlace(ctx, b, G, g1);
       });
     }
-    const tokens = acts.reduce((s, a) => s + a.M, 0);
-    progress.tick(`block ${l}: fp pass`);
-    const meanAbs = async (t: GpuTensor) => {
-      const s = (await t.toHost()) as Float32Array;
-      return Float32Array.from({ length: s.length / 4 }, (_, i) => s[i * 4 + 1] / tokens);
-    };
-
-    // 2. scale search. loss(W'): sum over chunks of ||module(W') - fp||^2 / count.
-    const grid = opts.grid ?? 20;
-    // Partial sums of the squared output errors (summed on the host in float64).
-    // Partial sums of the squared output errors (summed on the host in float64): one slot per
-    // candidate of a submit, each chunk's range starting on a binding-aligned word.
-    const align = (n: number) => Math.ceil(n / 64) * 64; // 64 words = 256 bytes
-    const partsOf = acts.map((a) => sqErrParts(a.M * H));
-    const partOff = partsOf.map((_, i) => partsOf.slice(0, i).reduce((x, y) => x + align(y), 0));
-    const slotWords = align(Math.max(partOff[acts.length - 1] + partsOf[acts.length - 1], qw * H, I * H, H * I));
-    const partial = T([CANDIDATES_PER_SUBMIT * slotWords], "loss.partial");
-    // G = XᵀX over every calibration token, for groups whose loss is one linear layer's output: it
-    // pays when the layer's input width K is at most the token count (N·K² vs T·N·K per candidate).
-    const gramPays = (K: number) => {
-      const mode = opts.singleLinearLoss ?? "auto";
-      if (mode !== "auto") return mode === "gram";
-      return K <= tokens && K * K * 4 <= gpu.limits.maxStorageBufferBindingSize;
-    };
-    // G = XᵀX over every calibration token, for groups whose loss is one linear layer's output.
-    const gramOf = async (x: (a: (typeof acts)[number]) => GpuTensor, K: number): Promise<GpuTensor> => {
-      const G = T([K, K], "gram");
-      const g1 = T([K, K], "gram.part");
-      for (let i = 0; i < acts.length; i++) {
-        const a = acts[i];
-        await run("gram", async (b) => {
-          const xT = GpuTensor.empty(gpu, [K, a.M], "f32", "gram.xT");
-          b.own(xT);
-          await transpose(ctx, b, x(a), xT);
-          const dst = i === 0 ? G : g1;
-          if (kn && kMajorPreferred(gpu, K, K, a.M)) await matmulKn(ctx, b, xT, x(a), dst);
-          else await matmul(ctx, b, xT, xT, dst);
-          if (i > 0) await addInPlace(ctx, b, G, g1);
-        });
-      }
-      return G;
-    };
-    const searchGroup = async (
-      group: string, xStats: GpuTensor, lins: Lin[],
-      module: (b: CommandBatch, a: (typeof acts)[number], wq: GpuTensor[], out: GpuTensor) => Promise<void>,
-      target: (a: (typeof acts)[number]) => GpuTensor,
-      gram: GpuTensor | null = null,
-    ): Promise<Float32Array> => {
-      const x = await meanAbs(xStats);
-      const K = x.length;
-      const wMean = opts.duo ? duoWeightMean(await Promise.all(lins.map(async (li) => (await li.w.toHost()) as Float32Array)), K, Math.min(opts.groupSize, K)) : null;
-      const fq = lins.map((li) => T(kn ? [li.w.shape[1], li.w.shape[0]] : (li.w.shape as number[]), `fq.${li.name}`));
-      const sStride = align(2 * K);
-      const sT = T([CANDIDATES_PER_SUBMIT * sStride], "s");
-      const losses: number[] = [];
-      const cands: Float32Array[] = [];
-      for (let i = 0; i < grid; i++) cands.push(awqScales(x, i / grid, wMean));
-      // Several candidates per submit: one wait and one readback for all of them.
-      for (let i0 = 0; i0 < grid; i0 += CANDIDATES_PER_SUBMIT) {
-        const n = Math.min(CANDIDATES_PER_SUBMIT, grid - i0);
-        const words = new Float32Array(n * sStride);
-        for (let j = 0; j < n; j++) words.set(colScaleWords(cands[i0 + j]), j * sStride);
-        sT.write(words);
-        const ranges: [number, number][] = []; // per candidate slot: [first, count] of each range, in summation order
-        await run(`search.${group}.${i0}`, async (b) => {
-          for (let j = 0; j < n; j++) {
-            const colScale = sT.view("s", [2 * K], j * sStride * 4);
-            for (let l = 0; l < lins.length; l++) await fakeQuantize(ctx, b, lins[l].w, fq[l], spec, { colScale, transposed: kn });
-            const slot = j * slotWords;
-            if (gram) {
-              // one linear layer: its output error over all tokens from G, without re-running it
-              const [N] = lins[0].w.shape;
-              await gramDot(ctx, b, fq[0], fp(lins[0]), gram, partial.view("loss.partial", [N * K], slot * 4), { N, K, transposed: kn });
-              ranges.push([slot, N * K]);
-              continue;
-            }
-            for (let c = 0; c < acts.length; c++) {
-              const a = acts[c];
-              const out = view(tOut, a.M, H);
-              await module(b, a, fq, out);
-              await sqErr(ctx, b, out, target(a), partial.view("loss.partial", [partsOf[c]], (slot + partOff[c]) * 4));
-              ranges.push([slot + partOff[c], partsOf[c]]);
-            }
-          }
-        });
-        const p = (await partial.toHost()) as Float32Array;
-        const per = ranges.length / n;
-        for (let j = 0; j < n; j++) {
-          let sum = 0;
-          for (const [first, count] of ranges.slice(j * per, (j + 1) * per)) sum += sumPartials(p, first, count);
-          losses.push(sum / (tokens * H));
-          progress.tick(`block ${l}: scales ${group} α=${((i0 + j) / grid).toFixed(2)}`);
-        }
-      }
-      // a NaN loss never wins a comparison, so it would pass silently: it is an error
-      const badLoss = losses.findIndex((v) => !Number.isFinite(v));
-      if (badLoss >= 0) {
-        throw new NonFiniteError(`AWQ block ${l}, group ${group}`,
-          `the output error at α = ${(badLoss / grid).toFixed(2)} is ${losses[badLoss]}: the block's activations or weights hold NaN/Inf or overflow f32`);
-      }
-      let best = 0;
-      for (let i = 1; i < grid; i++) if (losses[i] < losses[best]) best = i;
-      report.groups.push({ group, alpha: best / grid, loss_rtn: losses[0], loss_best: losses[best] });
-      return cands[best];
-    };
-    const fold = async (prev: { t: GpuTensor; mode: "cols" | "rows" }, lins: Lin[], acts2: GpuTensor[], s: Float32Array, prevLin?: Lin) => {
-      const inv = Float32Array.from(s, (v) => 1 / v);
-      const sT = GpuTensor.fromHost(gpu, s, [s.length], "f32", "awq.s");
-      const iT = GpuTensor.fromHost(gpu, inv, [s.length], "f32", "awq.inv_s");
-      await run("fold", async (b) => {
-        await scale(ctx, b, prev.t, iT, prev.mode);
-        for (const li of lins) await scale(ctx, b, li.w, sT, "cols");
-        for (const t of acts2) await scale(ctx, b, t, iT, "cols");
-        await syncT(b, [...lins, ...(prevLin ? [prevLin] : [])]);
-        b.own(sT, iT);
-      });
-    };
-
-    // input_layernorm -> q, k, v
-    let s = await searchGroup("qkv", stats.xn1, [q, k, v], (b, a, w, out) => attnModule(b, a, w[0], w[1], w[2], fp(o), out), (a) => a.attnOut);
-    await fold({ t: inNorm, mode: "cols" }, [q, k, v], acts.map((a) => a.xn1), s);
-    // v -> o (only when v's rows line up with o's inputs, i.e. no GQA)
-    if (c.numHeads === c.numKvHeads && !v.b) {
-      s = await searchGroup("v_o", stats.att, [o], async (b, a, w, out) => lmul(b, a.att, o, w[0], out), (a) => a.attnOut, gramPays(qw) ? await gramOf((a) => a.att, qw) : null);
-      await fold({ t: v.w, mode: "rows" }, [o], acts.map((a) => a.att), s, v);
-    }
-    // post_attention_layernorm -> gate, up
-    s = await searchGroup("gate_up", stats.xn2, [gate, upP], (b, a, w, out) => mlpModule(b, a, w[0], w[1], fp(down), out), (a) => a.mlpOut);
-    await fold({ t: postNorm, mode: "cols" }, [gate, upP], acts.map((a) => a.xn2), s);
-    // up -> down
-    if (!upP.b) {
-      s = await searchGroup("down", stats.h, [down], async (b, a, w, out) => lmul(b, a.h, down, w[0], out), (a) => a.mlpOut, gramPays(I) ? await gramOf((a) => a.h, I) : null);
-      await fold({ t: upP.w, mode: "rows" }, [down], acts.map((a) => a.h), s, upP);
-    }
-
-    // 3. clip search on sampled tokens (q and k are skipped, as in AutoAWQ).
-    if (opts.clip !== false) {
-      const want = opts.clipTokens ?? 512;
-      const sample = async (src: (a: (typeof acts)[number]) => GpuTensor, K: number) => {
-        const step = Math.max(1, Math.floor(tokens / want));
-        const rows: [GpuTensor, number][] = [];
-        for (const a of acts) for (let r = 0; r < a.M && rows.length < want; r += step) rows.push([src(a), r]);
-        const xs = T([rows.length, K], "clip.x");
-        const b = new CommandBatch(gpu, "awq.sample");
-        rows.forEach(([t, r], i) => b.copy(t.view("row", [K], r * K * 4), xs.view("row", [K], i * K * 4)));
-        b.submit();
-        return xs;
-      };
-      const xn1s = await sample((a) => a.xn1, H);
-      const atts = await sample((a) => a.att, qw);
-      const xn2s = await sample((a) => a.xn2, H);
-      const hs = await sample((a) => a.h, I);
-      for (const [li, xs] of [[v, xn1s], [o, atts], [gate, xn2s], [upP, xn2s], [down, hs]] as [Lin, GpuTensor][]) {
-        const r = await clipSearch(ctx, li.w, xs, spec);
-        if (!Number.isFinite(r.lossBefore) || !Number.isFinite(r.lossAfter)) {
-          r.maxVal.destroy();
-          throw new NonFiniteError(`AWQ block ${l}, clip of ${li.name.slice(p.length)}`,
-            `the clip search's error is ${r.lossBefore} before and ${r.lossAfter} after clipping: the weights or the sampled activations hold NaN/Inf`);
-        }
-        await run("clip", (b) => applyClip(ctx, b, li.w, r.maxVal, spec));
-        r.maxVal.destroy();
-        report.clip.push({ linear: li.name.slice(p.length), loss_before: r.lossBefore, loss_after: r.lossAfter });
-        progress.tick(`block ${l}: clip ${li.name.slice(p.length)}`);
-      }
-    }
-
-    return { report, next: acts.map((a) => a.next) };
+  } catch (e) {
+    G.destroy();
+    throw e;
   } finally {
-    for (const t of scratch) t.destroy();
+    g1.destroy();
+  }
+  return G;
+}
+
+/**
+ * One group's scale search: for α = i / grid, s = awqScales(mean|x|, α), the group's linears
+ * W·diag(s) are fake-quantized then ·diag(1/s), the module re-run on every chunk (or, for one
+ * linear with `gram`, its error taken from G), and the mean squared error against the fp output
+ * kept; returns the s of the smallest error (α = 0 is RTN).
+ */
+async function searchScales(blk: AwqBlock, group: ScaleGroup, gram: GpuTensor | null): Promise<Float32Array> {
+  const { ctx, c, opts, l, loss, work } = blk;
+  const H = c.hiddenSize;
+  const grid = opts.grid ?? 20;
+  const x = await meanAbs(blk, group.input);
+  const K = x.length;
+  const lins = group.lins.map((r) => blk.lin[r]);
+  const wMean = opts.duo ? duoWeightMean(await Promise.all(lins.map(async (li) => (await li.w.toHost()) as Float32Array)), K, Math.min(opts.groupSize, K)) : null;
+  // the candidates' fake-quantized weights, in the block's layout
+  const fq = lins.map((li) => GpuTensor.empty(ctx.gpu, blk.layout === "kn" ? [li.w.shape[1], li.w.shape[0]] : (li.w.shape as number[]), "f32", `awq.${l}.fq.${li.name}`));
+  const sStride = align(2 * K);
+  const sT = GpuTensor.empty(ctx.gpu, [CANDIDATES_PER_SUBMIT * sStride], "f32", `awq.${l}.s`);
+  const losses: number[] = [];
+  const cands: Float32Array[] = [];
+  for (let i = 0; i < grid; i++) cands.push(awqScales(x, i / grid, wMean));
+  const candidate: Partial<Record<LinearRole, Linear>> = {};
+  group.lins.forEach((r, i) => (candidate[r] = layoutLinear(blk.layout, lins[i].name, fq[i], lins[i].bias)));
+  const linsOf = blockLinears(blk, candidate);
+  try {
+    // Several candidates per submit: one wait and one readback for all of them.
+    for (let i0 = 0; i0 < grid; i0 += CANDIDATES_PER_SUBMIT) {
+      const n = Math.min(CANDIDATES_PER_SUBMIT, grid - i0);
+      const words = new Float32Array(n * sStride);
+      for (let j = 0; j < n; j++) words.set(colScaleWords(cands[i0 + j]), j * sStride);
+      sT.write(words);
+      const ranges: [number, number][] = []; // per candidate slot: [first, count] of each range, in summation order
+      await submit(blk, `search.${group.name}.${i0}`, async (b) => {
+        for (let j = 0; j < n; j++) {
+          const colScale = sT.view("s", [2 * K], j * sStride * 4);
+          for (let i = 0; i < lins.length; i++) await fakeQuantize(ctx, b, lins[i].w, fq[i], blk.spec, { colScale, transposed: blk.layout === "kn" });
+          const slot = j * loss.slotWords;
+          if (gram) {
+            // one linear layer: its output error over all tokens from G, without re-running it
+            const [N] = lins[0].w.shape;
+            await gramDot(ctx, b, fq[0], lins[0].wT ?? lins[0].w, gram, loss.partial.view("loss.partial", [N * K], slot * 4), { N, K, transposed: blk.layout === "kn" });
+            ranges.push([slot, N * K]);
+            continue;
+          }
+          for (let ci = 0; ci < blk.acts.length; ci++) {
+            const a = blk.acts[ci];
+            const out = rows(work.out, a.T);
+            if (group.module === "attention") {
+              await attentionHalf(ctx, b, c, linsOf, { xn1: a.xn1, q: rows(work.q, a.T), k: rows(work.k, a.T), v: rows(work.v, a.T), att: rows(work.att, a.T), attnOut: out }, { invFreq: blk.invFreq, pos0: 0, seq: opts.seqLen });
+            } else if (group.module === "mlp") {
+              await mlpHalf(ctx, b, linsOf, { xn2: a.xn2, g: rows(work.g, a.T), u: rows(work.u, a.T), h: rows(work.h, a.T), mlpOut: out }, {});
+            } else {
+              await linear(ctx, b, a[group.input], linsOf[group.lins[0]], out);
+            }
+            await sqErr(ctx, b, out, a[group.target], loss.partial.view("loss.partial", [loss.parts[ci]], (slot + loss.offsets[ci]) * 4));
+            ranges.push([slot + loss.offsets[ci], loss.parts[ci]]);
+          }
+        }
+      });
+      const p = (await loss.partial.toHost()) as Float32Array;
+      const per = ranges.length / n;
+      for (let j = 0; j < n; j++) {
+        let sum = 0;
+        for (const [first, count] of ranges.slice(j * per, (j + 1) * per)) sum += sumPartials(p, first, count);
+        losses.push(sum / (blk.T * H));
+        blk.progress.tick(`block ${l}: scales ${group.name} α=${((i0 + j) / grid).toFixed(2)}`);
+      }
+    }
+  } finally {
+    for (const t of [...fq, sT]) t.destroy();
+  }
+  // a NaN loss never wins a comparison, so it would pass silently: it is an error
+  const badLoss = losses.findIndex((v) => !Number.isFinite(v));
+  if (badLoss >= 0) {
+    throw new NonFiniteError(`AWQ block ${l}, group ${group.name}`,
+      `the output error at α = ${(badLoss / grid).toFixed(2)} is ${losses[badLoss]}: the block's activations or weights hold NaN/Inf or overflow f32`);
+  }
+  let best = 0;
+  for (let i = 1; i < grid; i++) if (losses[i] < losses[best]) best = i;
+  blk.report.groups.push({ group: group.name, alpha: best / grid, loss_rtn: losses[0], loss_best: losses[best] });
+  return cands[best];
+}
+
+/**
+ * Folds a group's scales: the previous op takes 1/s (a norm's weight, or a linear's rows), the
+ * group's linears s (their columns), and the captured group input 1/s, so the fp block is
+ * unchanged and later searches see the scaled activations.
+ */
+async function foldScales(blk: AwqBlock, group: ScaleGroup, s: Float32Array): Promise<void> {
+  const { ctx } = blk;
+  const inv = Float32Array.from(s, (v) => 1 / v);
+  const sT = GpuTensor.fromHost(ctx.gpu, s, [s.length], "f32", "awq.s");
+  const iT = GpuTensor.fromHost(ctx.gpu, inv, [s.length], "f32", "awq.inv_s");
+  const prevRole = "rows" in group.prev ? group.prev.rows : null;
+  await submit(blk, "fold", async (b) => {
+    if (prevRole) await scale(ctx, b, blk.lin[prevRole].w, iT, "rows");
+    else await scale(ctx, b, blk[(group.prev as { norm: "inputNorm" | "postNorm" }).norm], iT, "cols");
+    for (const r of group.lins) await scale(ctx, b, blk.lin[r].w, sT, "cols");
+    for (const a of blk.acts) await scale(ctx, b, a[group.input], iT, "cols");
+    await syncTransposed(blk, b, prevRole ? [...group.lins, prevRole] : group.lins);
+    b.own(sT, iT);
+  });
+}
+
+/**
+ * The clip search on sampled tokens (q and k are skipped, as in AutoAWQ): per (row, group) of
+ * v, o, gate, up and down, max|w| shrunk by 1.00 … 0.55 and scored on the group's partial dot
+ * products; the weights are clamped to the best range.
+ */
+async function searchClip(blk: AwqBlock): Promise<void> {
+  const { ctx, c, l } = blk;
+  const H = c.hiddenSize, I = c.intermediateSize, qw = c.numHeads * c.headDim;
+  const want = blk.opts.clipTokens ?? 512;
+  const p = `model.layers.${l}.`;
+  const sample = (input: GroupInput, K: number) => {
+    const step = Math.max(1, Math.floor(blk.T / want));
+    const picked: [GpuTensor, number][] = [];
+    for (const a of blk.acts) for (let r = 0; r < a.T && picked.length < want; r += step) picked.push([a[input], r]);
+    const xs = GpuTensor.empty(ctx.gpu, [picked.length, K], "f32", `awq.${l}.clip.x`);
+    blk.owned.push(xs);
+    const b = new CommandBatch(ctx.gpu, "awq.sample");
+    picked.forEach(([t, r], i) => b.copy(t.view("row", [K], r * K * 4), xs.view("row", [K], i * K * 4)));
+    b.submit();
+    return xs;
+  };
+  const xn1s = sample("xn1", H);
+  const atts = sample("att", qw);
+  const xn2s = sample("xn2", H);
+  const hs = sample("h", I);
+  for (const [role, xs] of [["v_proj", xn1s], ["o_proj", atts], ["gate_proj", xn2s], ["up_proj", xn2s], ["down_proj", hs]] as [LinearRole, GpuTensor][]) {
+    const li = blk.lin[role];
+    const r = await clipSearch(ctx, li.w, xs, blk.spec);
+    if (!Number.isFinite(r.lossBefore) || !Number.isFinite(r.lossAfter)) {
+      r.maxVal.destroy();
+      throw new NonFiniteError(`AWQ block ${l}, clip of ${li.name.slice(p.length)}`,
+        `the clip search's error is ${r.lossBefore} before and ${r.lossAfter} after clipping: the weights or the sampled activations hold NaN/Inf`);
+    }
+    await submit(blk, "clip", (b) => applyClip(ctx, b, li.w, r.maxVal, blk.spec));
+    r.maxVal.destroy();
+    blk.report.clip.push({ linear: li.name.slice(p.length), loss_before: r.lossBefore, loss_after: r.lossAfter });
+    blk.progress.tick(`block ${l}: clip ${li.name.slice(p.length)}`);
   }
 }
 

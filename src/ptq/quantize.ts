@@ -320,7 +320,7 @@ function blockTensorsByName(b: BlockWeights): Map<string, GpuTensor> {
   for (const li of Object.values(b.lin)) {
     if (li.kind !== "dense") throw new TensorError(li.name, "is packed already; the quantizer needs its f32 weight");
     out.set(`${li.name}.weight`, li.w);
-    if (li.b) out.set(`${li.name}.bias`, li.b);
+    if (li.bias) out.set(`${li.name}.bias`, li.bias);
   }
   return out;
 }

@@ -1,25 +1,25 @@
 // train/qat_model.ts — a Llama whose block linears are fake-quantized with learnable step sizes
-// (LSQ), with a forward pass that keeps what the backward pass needs and a backward pass through
-// every op, all on the GPU. Used by train/qat.ts for end-to-end and block-wise training.
+// (LSQ), with a forward pass that keeps what the backward pass needs (the model's block forward,
+// model/block.ts, with QLinear as its Linear) and a backward pass through every op, all on the
+// GPU. Used by train/qat.ts for end-to-end and block-wise training.
 //
 // Per linear: W (N, K) f32 — frozen, or trained with --trainable all —, step sizes s (N, ng) and
 // zero points z (N, ng, fixed integers) initialised by the packed quantizer's rules (so the
 // untrained model computes exactly the RTN model of its weights). Forward uses W' = fq(W; s, z);
 // backward passes dW' to W inside the clipping range (STE) and to s with the LSQ gradient.
-// Embedding, norms and the LM head stay in f32 and are not trained.
+// Embedding, norms, biases and the LM head stay in f32 and are not trained.
 
 import { UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
-import type { LlamaConfig } from "../model/config.ts";
+import { blockForward, type Linear } from "../model/block.ts";
+import { expectedTensors, type LlamaConfig } from "../model/config.ts";
 import { ropeInvFreq } from "../model/rope.ts";
-import { attention } from "../nn/attention.ts";
-import { addInPlace, siluMul, transpose } from "../nn/elementwise.ts";
+import { transpose } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
 import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
-import { rope } from "../nn/rope.ts";
 import { groupsPerRow, maxCode, quantSpec, type QuantBits, type QuantSpec } from "../quant/formats.ts";
 import { f16BitsToF32 } from "../common/half.ts";
 import { quantizeCodes } from "../quant/pack.ts";
@@ -41,8 +41,8 @@ export interface QatSpec {
   learnZero?: boolean;
 }
 
-/** One fake-quantized linear and its gradients. */
-export class QLinear {
+/** One fake-quantized linear and its gradients; as a Linear of the block forward it multiplies by W'. */
+export class QLinear implements Linear {
   readonly wq: GpuTensor;
   readonly dwq: GpuTensor;
   readonly dw: GpuTensor | null;
@@ -58,6 +58,8 @@ export class QLinear {
     readonly w: GpuTensor,
     readonly s: GpuTensor,
     readonly z: GpuTensor,
+    /** Frozen bias (added by the block forward; no gradient). */
+    readonly bias: GpuTensor | null,
     trainWeights: boolean,
     kn: boolean,
     learnZero: boolean,
@@ -80,15 +82,15 @@ export class QLinear {
     if (this.wqT) await transpose(ctx, b, this.wq, this.wqT);
   }
 
-  /** Records y = x · W'ᵀ. */
-  async apply(ctx: GpuContext, b: CommandBatch, x: GpuTensor, y: GpuTensor): Promise<void> {
+  /** Records y = x · W'ᵀ (without the bias). */
+  async matmul(ctx: GpuContext, b: CommandBatch, x: GpuTensor, y: GpuTensor): Promise<void> {
     // (the K-major copy is kept when the shapes allow it; a batch too large for one binding falls back)
     if (this.wqT && kMajorPreferred(ctx.gpu, x.shape[0], this.spec.N, this.spec.K)) await matmulKn(ctx, b, x, this.wqT, y);
     else await matmul(ctx, b, x, this.wq, y);
   }
 
   /** Step sizes and zero points from the packed quantizer's rules (f16 scales, integer zeros). */
-  static create(ctx: GpuContext, name: string, w: Float32Array, N: number, K: number, q: QatSpec): QLinear {
+  static create(ctx: GpuContext, name: string, w: Float32Array, N: number, K: number, q: QatSpec, bias: Float32Array | null = null): QLinear {
     const spec = quantSpec(q.bits, N, K, q.groupSize, q.sym);
     const codes = quantizeCodes(w, spec, name);
     const ng = groupsPerRow(spec);
@@ -102,6 +104,7 @@ export class QLinear {
       GpuTensor.fromHost(gpu, w, [N, K], "f32", `${name}.weight`),
       GpuTensor.fromHost(gpu, s, [N, ng], "f32", `${name}.s`),
       GpuTensor.fromHost(gpu, z, [N, ng], "f32", `${name}.z`),
+      bias ? GpuTensor.fromHost(gpu, bias, [N], "f32", `${name}.bias`) : null,
       q.trainWeights,
       kMajorPreferred(gpu, 1, N, K),
       !!q.learnZero,
@@ -121,7 +124,7 @@ export class QLinear {
   }
 
   destroy(): void {
-    for (const t of [this.w, this.s, this.z, this.wq, this.wqT, this.dwq, this.dw, this.ds, this.dz]) t?.destroy();
+    for (const t of [this.w, this.s, this.z, this.bias, this.wq, this.wqT, this.dwq, this.dw, this.ds, this.dz]) t?.destroy();
   }
 }
 
@@ -197,10 +200,12 @@ export class QatModel {
       gate_proj: ["mlp", I, H], up_proj: ["mlp", I, H], down_proj: ["mlp", H, I],
     };
     const lin = {} as Record<Role, QLinear>;
+    const biases = new Set(expectedTensors(c).filter((t) => t.name.endsWith(".bias")).map((t) => t.name));
     for (const r of ROLES) {
       const [part, N, K] = dims[r];
       const name = `${p}${part}.${r}`;
-      lin[r] = QLinear.create(ctx, name, await read(`${name}.weight`), N, K, q);
+      const bias = biases.has(`${name}.bias`) ? await read(`${name}.bias`) : null;
+      lin[r] = QLinear.create(ctx, name, await read(`${name}.weight`), N, K, q, bias);
     }
     const norm = async (n: string) => GpuTensor.fromHost(ctx.gpu, await read(`${p}${n}.weight`), [H], "f32", `${p}${n}.weight`);
     return { inNorm: await norm("input_layernorm"), postNorm: await norm("post_attention_layernorm"), lin };
@@ -244,24 +249,13 @@ export class QatModel {
       x, xn1: E(H, "xn1"), q: E(qw, "q"), k: E(kvw, "k"), v: E(kvw, "v"), att: E(qw, "att"), xmid: E(H, "xmid"), xn2: E(H, "xn2"),
       g: E(I, "g"), u: E(I, "u"), h: E(I, "h"),
     };
-    const L = blk.lin;
-    await rmsnorm(ctx, b, x, blk.inNorm, s.xn1, c.rmsNormEps);
-    await L.q_proj.apply(ctx, b, s.xn1, s.q);
-    await L.k_proj.apply(ctx, b, s.xn1, s.k);
-    await L.v_proj.apply(ctx, b, s.xn1, s.v);
-    await rope(ctx, b, s.q, this.invFreq, T, c.numHeads, 0, seq);
-    await rope(ctx, b, s.k, this.invFreq, T, c.numKvHeads, 0, seq);
-    // the fastest forward kernel of this device; the backward recomputes each query's log-sum-exp
-    await attention(ctx, b, s.q, s.k, s.v, s.att, { T, Hq: c.numHeads, Hkv: c.numKvHeads, D: c.headDim, pos0: 0, seq });
-    await L.o_proj.apply(ctx, b, s.att, s.xmid);
-    await addInPlace(ctx, b, s.xmid, x);
-    await rmsnorm(ctx, b, s.xmid, blk.postNorm, s.xn2, c.rmsNormEps);
-    await L.gate_proj.apply(ctx, b, s.xn2, s.g);
-    await L.up_proj.apply(ctx, b, s.xn2, s.u);
-    await siluMul(ctx, b, s.g, s.u, s.h);
     const out = E(H, "out");
-    await L.down_proj.apply(ctx, b, s.h, out);
-    await addInPlace(ctx, b, out, s.xmid);
+    // the shared block forward, keeping what the backward reads: o's output accumulates the
+    // residual in place (xmid), g and u are kept (swigluBackward), the block output is `out`
+    await blockForward(ctx, b, c, { inputNorm: blk.inNorm, postNorm: blk.postNorm, lin: blk.lin }, {
+      x, xn1: s.xn1, q: s.q, k: s.k, v: s.v, att: s.att, attnOut: s.xmid, mid: s.xmid,
+      xn2: s.xn2, g: s.g, u: s.u, h: s.h, keepGateUp: true, mlpOut: out, out,
+    }, { invFreq: this.invFreq, pos0: 0, seq });
     this.#saved[l] = s;
     this.#outputs.push(out);
     return out;

@@ -1,5 +1,5 @@
 // model/block.ts — the one Llama block forward, used by the model (src/model/llama.ts), AWQ's
-// calibration and scale search (src/quant/awq.ts) and QAT (src/train/qat_model.ts):
+// calibration and scale search (src/ptq/awq.ts) and QAT (src/train/qat_model.ts):
 //
 //   xn1 = input_layernorm(x)
 //   attnOut = o(attention(rope(q(xn1)), rope(k(xn1)), v(xn1)))        attentionHalf

@@ -359,7 +359,7 @@ function weightTag(name: string, t: GpuTensor): WeightTag {
 }
 
 /** The GPU tensors of weights, by checkpoint name: `extra`, then a head or a block's tensors (packed: the f16 scales). */
-function* namedWeights(extra: [string, GpuTensor][], w: WeightLinear | BlockWeights): Generator<[string, GpuTensor]> {
+export function* namedWeights(extra: [string, GpuTensor][], w: WeightLinear | BlockWeights): Generator<[string, GpuTensor]> {
   yield* extra;
   const lins: WeightLinear[] = "kind" in w ? [w] : Object.values(w.lin);
   if (!("kind" in w)) yield* [[w.inputNorm.label, w.inputNorm], [w.postNorm.label, w.postNorm]] as [string, GpuTensor][];
@@ -371,7 +371,7 @@ function* namedWeights(extra: [string, GpuTensor][], w: WeightLinear | BlockWeig
 }
 
 /** Checks the weights for NaN/±Inf on the GPU: one batch, one readback; throws NonFiniteWeightError. */
-async function checkWeights(ctx: GpuContext, source: WeightSource, named: [string, GpuTensor][]): Promise<void> {
+export async function checkWeights(ctx: GpuContext, source: WeightSource, named: [string, GpuTensor][]): Promise<void> {
   const seen = new Set<GpuTensor>(); // a tied head is the embedding: checked once
   const checks = new FiniteChecks<WeightTag>(ctx, { slots: named.length, label: "llama.weights" });
   try {

@@ -8,13 +8,13 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { convertF32ToBf16, convertF32ToF16 } from "../nn/convert.ts";
-import { InputError, TensorError, UsageError } from "../errors.ts";
+import { InputError, NonFiniteWeightError, TensorError, UsageError } from "../errors.ts";
 import type { GpuContext } from "../gpu/context.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { SafetensorsCheckpoint, SafetensorsWriter, type TensorSpec } from "../io/safetensors.ts";
 import { expectedTensors, loadConfig, validateCheckpoint, type LlamaConfig } from "../model/config.ts";
-import { destroyBlock, loadBlock, type BlockWeights, type WeightSource } from "../model/llama.ts";
+import { checkWeights, destroyBlock, loadBlock, namedWeights, type BlockWeights, type WeightSource } from "../model/llama.ts";
 import { AtomicOutput, removeStaleTemps } from "../io/output.ts";
 import { groupsPerRow, specName, quantSpec, packedBytes, wordsPerRow, zeroWordsPerRow, type HostPackedWeight, type QuantBits, type QuantSpec } from "../quant/formats.ts";
 import { RTN, type PrepareArgs, type QuantMethod } from "./method.ts";
@@ -106,7 +106,7 @@ export async function quantizeModel(
   let out: AtomicOutput;
   try {
     const srcJson = JSON.parse(await fsp.readFile(path.join(srcDir, "config.json"), "utf8")) as Record<string, unknown>;
-    if (srcJson.quantization_config !== undefined) {
+    if (srcJson.quantization_config !== undefined && srcJson.quantization_config !== null) {
       throw new InputError(path.join(srcDir, "config.json"), "quantization_config", "the model is already quantized", "quantize the original fp16/bf16/fp32 checkpoint");
     }
     const extra = validateCheckpoint(config, ck.infos(), { config: path.join(srcDir, "config.json"), weights: ck.source }, { floatOnly: true });
@@ -177,7 +177,7 @@ export async function quantizeModel(
       if (opts.bits === 16) {
         for (const e of entries) {
           const bf16 = opts.half === "bf16";
-          const bits = await timed("quantize", async () => castHalf(ctx, await read(e.source), e.name, bf16));
+          const bits = await timed("quantize", async () => castHalf(ctx, await read(e.source), e.name, bf16, source));
           await writeTensor(e.name, bits);
           listing.push({ name: e.name, kind: "f16", bytes: bits.byteLength });
           written(e.name);
@@ -186,13 +186,11 @@ export async function quantizeModel(
         // embedding, final norm, LM head: copied, or the head quantized (--quantize-head)
         for (const e of entries) {
           const data = await read(e.source);
-          if (!e.quantize) {
-            await emitF32(e, data);
-            continue;
-          }
           const weight = GpuTensor.fromHost(ctx.gpu, data, e.shape, "f32", e.name);
           try {
-            await emitPacked(e, await quantize(e, weight));
+            await checkWeights(ctx, source, [[e.source, weight]]);
+            if (e.quantize) await emitPacked(e, await quantize(e, weight));
+            else await emitF32(e, data);
           } finally {
             weight.destroy();
           }
@@ -201,6 +199,7 @@ export async function quantizeModel(
         // one block: uploaded, transformed by the method, quantized, streamed out, freed
         const block = await loadBlock(ctx, config, source, layer, "f32");
         try {
+          await checkWeights(ctx, source, [...namedWeights([], block)]);
           if (m.transformBlock) await timed(methodName, () => m.transformBlock!(ctx, layer, block));
           const onGpu = blockTensorsByName(block);
           for (const e of entries) {
@@ -347,19 +346,27 @@ class HostTransformMethod implements QuantMethod {
   }
 }
 
-/** f32 -> f16 or bf16 bits on the GPU (shaders/common/convert.wgsl); NaN/Inf/overflow -> TensorError. */
-async function castHalf(ctx: GpuContext, data: Float32Array, name: string, bf16: boolean): Promise<Uint16Array> {
-  for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i]) || (!bf16 && Math.abs(data[i]) > 65504)) {
-      throw new TensorError(name, `element ${i} = ${data[i]} is not representable in ${bf16 ? "bf16" : "f16"}`, "fix the checkpoint, keep this model in f32, or use int8/int4, whose scales absorb the range");
-    }
-  }
+/**
+ * f32 -> f16 or bf16 bits on the GPU (shaders/common/convert.wgsl). The source is checked for
+ * NaN/Inf and the result for overflow (a finite f32 beyond ±65504 becomes ±Inf in f16) on the GPU,
+ * in the same submit: NonFiniteWeightError naming the file and tensor.
+ */
+async function castHalf(ctx: GpuContext, data: Float32Array, name: string, bf16: boolean, source: WeightSource): Promise<Uint16Array> {
   const src = GpuTensor.fromHost(ctx.gpu, data, [data.length], "f32", name);
   const dst = GpuTensor.empty(ctx.gpu, [data.length], bf16 ? "bf16" : "f16", `${name}.half`);
   try {
+    await checkWeights(ctx, source, [[name, src]]);
     const b = new CommandBatch(ctx.gpu, `cast ${name}`);
     await (bf16 ? convertF32ToBf16 : convertF32ToF16)(ctx, b, src, dst);
     b.submit();
+    try {
+      await checkWeights(ctx, source, [[name, dst]]);
+    } catch (e) {
+      if (!(e instanceof NonFiniteWeightError)) throw e;
+      throw new NonFiniteWeightError(source.fileOf?.(name) ?? "in-memory weights", name,
+        `a value beyond ±65504 does not fit ${bf16 ? "bf16" : "f16"} (${e.message.replace(/^.*?: /, "")})`,
+        "keep this model in f32, or use int8/int4, whose scales absorb the range");
+    }
     return ((await dst.toHost()) as Uint16Array).slice();
   } finally {
     src.destroy();

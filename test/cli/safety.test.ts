@@ -255,6 +255,32 @@ describe("checkpoints are checked against config.json before any work", () => {
     expect(r.wrote).toBe(false);
   });
 
+  it("NaN/Inf in any tensor (copied ones too) and values beyond f16 for --bits 16: exit 2 naming the tensor, no output", async () => {
+    const plant = (name: string, v: number) => (t: HostTensor[]) =>
+      t.map((x) => {
+        if (x.name !== name) return x;
+        const d = Float32Array.from(x.data as Float32Array);
+        d[d.length - 1] = v;
+        return { ...x, data: d };
+      });
+    const cases: [string, string, number, string[]][] = [
+      ["nan-norm", "model.norm.weight", NaN, []],
+      ["inf-embed", "model.embed_tokens.weight", -Infinity, []],
+      ["nan-block-norm", "model.layers.2.post_attention_layernorm.weight", NaN, []],
+      ["nan-linear", "model.layers.4.mlp.down_proj.weight", NaN, ["--method", "awq", "--calib", SAMPLE, "--samples", "2", "--seq-len", "32"]],
+      ["f16-overflow", "model.layers.0.input_layernorm.weight", 1e6, ["--bits", "16"]],
+    ];
+    for (const [dir, tensor, v, args] of cases) {
+      const model = await variant(dir, plant(tensor, v));
+      const out = join(tmp, `${dir}-out`);
+      const r = run(tmp, "quantize", "--model", model, "--out", out, "--quiet", ...args);
+      expect(r.status, `${dir}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, dir).toMatch(new RegExp(`model\\.safetensors \\[${tensor.replace(/\./g, "\\.")}\\]: `));
+      expect(r.stderr, dir).toMatch(Number.isNaN(v) ? /NaN/ : v === 1e6 ? /beyond ±65504/ : /Inf/);
+      expect(existsSync(out), dir).toBe(false);
+    }
+  });
+
   it("an unexpected extra tensor is named in a warning; the output is written without it", async () => {
     const dir = await variant("extra", (t) => [...t, { name: "model.vision_tower.weight", dtype: "F32", shape: [2], data: new Float32Array([1, 2]) }]);
     const out = join(tmp, "extra-out");

@@ -181,3 +181,68 @@ export class AtomicFile {
     await fsp.rm(this.tmp, { force: true });
   }
 }
+
+// --- JSON files --------------------------------------------------------------------------------
+
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Nesting depth of parsed JSON, computed without recursion (a hostile file may nest 100 000 levels). */
+export function jsonDepth(v: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[v, 1]];
+  while (stack.length) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== "object" || x === null) continue;
+    if (d > max) max = d;
+    for (const c of Array.isArray(x) ? x : Object.values(x)) if (typeof c === "object" && c !== null) stack.push([c, d + 1]);
+  }
+  return max;
+}
+
+export interface ReadJsonOptions {
+  /** A missing file is an error (default) or null. */
+  readonly required?: boolean;
+  /** Hint when a required file is missing. */
+  readonly missingHint?: string;
+  /** Largest accepted file (bytes) and JSON nesting; beyond them the file is refused as damaged. */
+  readonly maxBytes?: number;
+  readonly maxDepth?: number;
+}
+
+/**
+ * file -> parsed JSON object: strict UTF-8, a JSON object, optionally bounded in size and nesting
+ * (a copy written back must round-trip). Every failure is an InputError naming the file.
+ */
+export async function readJsonObject(file: string, opts: ReadJsonOptions & { required: false }): Promise<Record<string, unknown> | null>;
+export async function readJsonObject(file: string, opts?: ReadJsonOptions): Promise<Record<string, unknown>>;
+export async function readJsonObject(file: string, opts: ReadJsonOptions = {}): Promise<Record<string, unknown> | null> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await fsp.readFile(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" && opts.required === false) return null;
+    throw new InputError(file, undefined, code === "ENOENT" ? "not found" : `cannot read (${code ?? String(e)})`, code === "ENOENT" ? opts.missingHint : undefined);
+  }
+  if (opts.maxBytes !== undefined && bytes.byteLength > opts.maxBytes) {
+    throw new InputError(file, undefined, `${bytes.byteLength} bytes: far larger than such a file can be (at most ${opts.maxBytes})`, "the file is damaged; download it again");
+  }
+  let text: string;
+  try {
+    text = strictUtf8.decode(bytes);
+  } catch {
+    throw new InputError(file, undefined, "is not valid UTF-8", "the file is damaged; download it again");
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new InputError(file, undefined, "not a JSON object");
+  if (opts.maxDepth !== undefined) {
+    const depth = jsonDepth(v);
+    if (depth > opts.maxDepth) throw new InputError(file, undefined, `JSON nested ${depth} levels deep (at most ${opts.maxDepth})`, "the file is damaged; download it again");
+  }
+  return v as Record<string, unknown>;
+}

@@ -12,7 +12,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { InputError, OutputError, UsageError } from "../errors.ts";
 import { bf16ArrayToF32, f16BitsToF32, f32ToF16Bits } from "../common/half.ts";
-import { AtomicFile, InputFile } from "./file.ts";
+import { AtomicFile, InputFile, readJsonObject } from "./file.ts";
 
 // --- dtypes ------------------------------------------------------------------------------------
 
@@ -387,7 +387,7 @@ export class SafetensorsCheckpoint {
   }
 
   private static async openIndex(indexFile: string): Promise<SafetensorsCheckpoint> {
-    const index = await readJsonFile(indexFile);
+    const index = await readJsonObject(indexFile);
     const wm = index.weight_map;
     if (typeof wm !== "object" || wm === null || Array.isArray(wm)) {
       throw new InputError(indexFile, "weight_map", "missing or not an object of tensor name -> shard file");
@@ -465,30 +465,6 @@ export class SafetensorsCheckpoint {
   async close(): Promise<void> {
     await Promise.all(this.files.map((f) => f.close()));
   }
-}
-
-/** file -> parsed JSON object; missing file / bad JSON / non-object are InputErrors. */
-export async function readJsonFile(file: string): Promise<Record<string, unknown>> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await fsp.readFile(file);
-  } catch {
-    throw new InputError(file, undefined, "file not found or unreadable");
-  }
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new InputError(file, undefined, "not valid UTF-8", "the file is damaged; download it again");
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new InputError(file, undefined, "not a JSON object");
-  return v as Record<string, unknown>;
 }
 
 // --- writer ------------------------------------------------------------------------------------

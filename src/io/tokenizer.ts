@@ -8,6 +8,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { Tokenizer } from "@huggingface/tokenizers";
 import { InputError } from "../errors.ts";
+import { readJsonObject } from "./file.ts";
 
 export interface EncodeOptions {
   /** Prepend BOS; default: the tokenizer's own rule (add_bos_token, or what tokenizer.json's post-processor does). */
@@ -70,9 +71,9 @@ export class TextTokenizer {
   /** Model folder (tokenizer.json + optional tokenizer_config.json + config.json for fallback ids) -> tokenizer. */
   static async fromHF(dir: string): Promise<TextTokenizer> {
     const tjPath = path.join(dir, "tokenizer.json");
-    const tj = await readJson(tjPath, true);
-    const tc = (await readJson(path.join(dir, "tokenizer_config.json"), false)) ?? {};
-    const cfg = (await readJson(path.join(dir, "config.json"), false)) ?? {};
+    const tj = await readJsonObject(tjPath, { missingHint: "a Hugging Face model folder holds tokenizer.json next to config.json" });
+    const tc = (await readJsonObject(path.join(dir, "tokenizer_config.json"), { required: false })) ?? {};
+    const cfg = (await readJsonObject(path.join(dir, "config.json"), { required: false })) ?? {};
     const id = (v: unknown) => (typeof v === "number" ? v : Array.isArray(v) && typeof v[0] === "number" ? v[0] : null);
     return TextTokenizer.fromJSON(tj!, tc, tjPath, { bosId: id(cfg.bos_token_id), eosId: id(cfg.eos_token_id) }, path.join(dir, "tokenizer_config.json"));
   }
@@ -204,26 +205,3 @@ function specialContent(v: unknown): string | null {
 /** Strict UTF-8; a byte order mark is kept, so JSON.parse refuses it as Python's json does. */
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
-async function readJson(file: string, required: boolean): Promise<Record<string, unknown> | null> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await fsp.readFile(file);
-  } catch {
-    if (!required) return null;
-    throw new InputError(file, undefined, "not found", "a Hugging Face model folder holds tokenizer.json next to config.json");
-  }
-  let text: string;
-  try {
-    text = utf8.decode(bytes);
-  } catch {
-    throw new InputError(file, undefined, "not valid UTF-8", "the file is damaged; download it again");
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof v !== "object" || v === null || Array.isArray(v)) throw new InputError(file, undefined, "not a JSON object");
-  return v as Record<string, unknown>;
-}

@@ -8,6 +8,7 @@
 import * as path from "node:path";
 import { promises as fsp } from "node:fs";
 import { InputError, UnsupportedModelError } from "../errors.ts";
+import { readJsonObject } from "../io/file.ts";
 import {
   ATTN_ROLES,
   IGNORED_TENSOR_RE,
@@ -199,34 +200,13 @@ function idList(v: unknown, file: string, key: string, vocabSize: number): numbe
 
 /** Model folder (or its config.json) -> LlamaConfig. */
 export async function loadConfig(p: string): Promise<LlamaConfig> {
-  let file = p;
-  try {
-    if ((await fsp.stat(p)).isDirectory()) file = path.join(p, "config.json");
-  } catch {
-    /* reported below */
-  }
-  let bytes: Uint8Array;
-  try {
-    bytes = await fsp.readFile(file);
-  } catch {
-    throw new InputError(file, undefined, "config.json not found", "pass a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)");
-  }
-  if (bytes.byteLength > MAX_CONFIG_BYTES) throw new InputError(file, undefined, `${bytes.byteLength} bytes: far larger than any config.json (at most ${MAX_CONFIG_BYTES})`);
-  let text: string;
-  try {
-    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw new InputError(file, undefined, "is not valid UTF-8 text", "download the file again");
-  }
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch (e) {
-    throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`);
-  }
-  if (typeof json !== "object" || json === null || Array.isArray(json)) throw new InputError(file, undefined, "not a JSON object");
-  const depth = jsonDepth(json);
-  if (depth > MAX_CONFIG_DEPTH) throw new InputError(file, undefined, `JSON nested ${depth} levels deep (a config.json needs a few; at most ${MAX_CONFIG_DEPTH})`, "download the file again");
+  // a folder, or a path that is not a file: its config.json (named in the error when missing)
+  const isFile = await fsp.stat(p).then((st) => st.isFile(), () => false);
+  const file = isFile ? p : path.join(p, "config.json");
+  const json = await readJsonObject(file, {
+    missingHint: "pass a Hugging Face model folder (config.json, *.safetensors, tokenizer.json)",
+    maxBytes: MAX_CONFIG_BYTES, maxDepth: MAX_CONFIG_DEPTH,
+  });
   return parseConfig(json as Record<string, unknown>, file);
 }
 
@@ -234,18 +214,6 @@ export async function loadConfig(p: string): Promise<LlamaConfig> {
 const MAX_CONFIG_BYTES = 16 << 20;
 const MAX_CONFIG_DEPTH = 64;
 
-/** Nesting depth of parsed JSON, computed without recursion (a hostile file may nest 100 000 levels). */
-export function jsonDepth(v: unknown): number {
-  let max = 0;
-  const stack: [unknown, number][] = [[v, 1]];
-  while (stack.length) {
-    const [x, d] = stack.pop()!;
-    if (typeof x !== "object" || x === null) continue;
-    if (d > max) max = d;
-    for (const c of Array.isArray(x) ? x : Object.values(x)) if (typeof c === "object" && c !== null) stack.push([c, d + 1]);
-  }
-  return max;
-}
 
 /** Parameters the config implies (embedding + layers + final norm + untied lm_head). */
 export function parameterCount(c: LlamaConfig): number {

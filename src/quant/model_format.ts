@@ -20,6 +20,7 @@ import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { InputError } from "../errors.ts";
 import { TextTokenizer } from "../io/tokenizer.ts";
+import { readJsonObject } from "../io/file.ts";
 import type { HostTensor } from "../io/safetensors.ts";
 import type { SafetensorsCheckpoint } from "../io/safetensors.ts";
 import { groupsPerRow, quantSpec, wordsPerRow, zeroWordsPerRow, type HostPackedWeight, type QuantSpec } from "./formats.ts";
@@ -54,13 +55,7 @@ export async function checkModelFiles(srcDir: string, names: readonly string[]):
     if (n === "tokenizer.json") {
       await checkTokenizer(srcDir, file);
     } else if (n.endsWith(".json")) {
-      let v: unknown;
-      try {
-        v = JSON.parse(await fsp.readFile(file, "utf8"));
-      } catch (e) {
-        throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`, "download the file again");
-      }
-      if (typeof v !== "object" || v === null || Array.isArray(v)) throw new InputError(file, undefined, "is not a JSON object");
+      await readJsonObject(file, { maxBytes: 1 << 30, maxDepth: 256 });
     } else if (st.size === 0) {
       throw new InputError(file, undefined, "is empty", "download the file again");
     }
@@ -75,12 +70,7 @@ const TOKENIZER_MODELS = ["BPE", "Unigram", "WordPiece", "WordLevel"];
  * produce no id outside config.json's vocab_size (the embedding rows).
  */
 async function checkTokenizer(srcDir: string, file: string): Promise<void> {
-  let tj: Record<string, unknown>;
-  try {
-    tj = JSON.parse(await fsp.readFile(file, "utf8"));
-  } catch (e) {
-    throw new InputError(file, undefined, `not valid JSON (${(e as Error).message})`, "download the file again");
-  }
+  const tj = await readJsonObject(file, { maxDepth: 256 });
   const model = (typeof tj === "object" && tj !== null ? tj.model : undefined) as Record<string, unknown> | undefined;
   if (typeof model !== "object" || model === null) throw new InputError(file, "model", "missing or not an object");
   if (!TOKENIZER_MODELS.includes(model.type as string)) {
@@ -90,7 +80,7 @@ async function checkTokenizer(srcDir: string, file: string): Promise<void> {
   const size = Array.isArray(vocab) ? vocab.length : typeof vocab === "object" && vocab !== null ? Object.keys(vocab).length : 0;
   if (size === 0) throw new InputError(file, "model.vocab", "missing or empty", "download the file again");
   const tok = await TextTokenizer.fromHF(srcDir);
-  const cfg = JSON.parse(await fsp.readFile(path.join(srcDir, "config.json"), "utf8")) as { vocab_size?: number };
+  const cfg = (await readJsonObject(path.join(srcDir, "config.json"))) as { vocab_size?: number };
   if (typeof cfg.vocab_size === "number" && tok.vocabSize > cfg.vocab_size) {
     throw new InputError(file, "model.vocab", `${tok.vocabSize} tokens, more than config.json's vocab_size ${cfg.vocab_size}`,
       "config.json and the tokenizer must come from the same model");

@@ -232,7 +232,7 @@ export async function quantizeModel(
     const report: QuantizeReport = {
       model: srcDir, out: outDir, method: methodName, bits: opts.bits,
       group_size: opts.bits <= 4 ? (opts.groupSize ?? 128) : null, sym: opts.bits === 8 || !!opts.sym,
-      device: ctx.gpu.adapterInfo.description, seconds,
+      device: ctx.gpu.adapterInfo.description, seconds, gpu_peak_bytes: ctx.gpu.stats.peakBytes,
       bytes_in: ck.sizeOnDisk, bytes_out: (await fsp.stat(out.file("model.safetensors"))).size,
       tensors: listing, ...opts.report, ...m.report?.(),
     };

@@ -8,11 +8,14 @@
 //   RTN:  no transform (RTN below)
 //   AWQ:  prepare embeds the calibration tokens; transformBlock searches scales, folds them,
 //         searches clip ranges and computes the next block's input (src/ptq/awq.ts, AwqMethod)
+//   QAT:  prepare trains the whole model; its linears come packed from packedLinear, AWQ's folded
+//         norms from transformBlock (src/train/qat_method.ts, QatMethod)
 
 import type { GpuContext } from "../gpu/context.ts";
 import type { AtomicOutput } from "../io/output.ts";
 import type { LlamaConfig } from "../model/config.ts";
 import type { BlockWeights } from "../model/llama.ts";
+import type { HostPackedWeight } from "../quant/formats.ts";
 
 /** What a method gets before the first block. */
 export interface PrepareArgs {
@@ -37,6 +40,12 @@ export interface QuantMethod {
    * before its linears are quantized; the norms and biases are saved as they are afterwards.
    */
   transformBlock?(ctx: GpuContext, layer: number, block: BlockWeights): Promise<void>;
+  /**
+   * Linear `name` (its ".weight" name) as the method packed it itself (QAT's trained codes and
+   * step sizes), written as given instead of quantizing the block's f32 weight; undefined: quantize
+   * it. Asked after prepare.
+   */
+  packedLinear?(name: string): HostPackedWeight | undefined;
   /** Fields added to report.json, after the last block. */
   report?(): Record<string, unknown>;
   /** Releases what the method holds on the GPU; called once after the last block or an error. */

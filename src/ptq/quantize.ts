@@ -17,7 +17,7 @@ import { expectedTensors, loadConfig, validateCheckpoint, type LlamaConfig } fro
 import { checkWeights, destroyBlock, loadBlock, namedWeights, type BlockWeights, type WeightSource } from "../model/llama.ts";
 import { AtomicOutput, removeStaleTemps } from "../io/output.ts";
 import { groupsPerRow, specName, quantSpec, packedBytes, wordsPerRow, zeroWordsPerRow, type HostPackedWeight, type QuantBits, type QuantSpec } from "../quant/formats.ts";
-import { RTN, type PrepareArgs, type QuantMethod } from "./method.ts";
+import { RTN, type QuantMethod } from "./method.ts";
 import { checkModelFiles, COPIED_FILES, LAYOUT, packedTensors, type QuantizationConfig } from "../quant/model_format.ts";
 import { destroyPacked, downloadPacked, quantizeRtn } from "../quant/rtn.ts";
 import { reportHtml } from "./report.ts";
@@ -32,8 +32,6 @@ export async function updateReport(dir: string, report: QuantizeReport): Promise
 }
 
 export interface QuantizeOptions {
-  /** The method's name in config.json and report.json (default: the QuantMethod's name; "qat" for trained weights). */
-  method?: string;
   bits: 3 | 4 | 8 | 16;
   /** Quantize the LM head too (a tied head is stored separately; the embedding stays fp). */
   quantizeHead?: boolean;
@@ -53,8 +51,6 @@ export interface QuantizeOptions {
   onTensor?: (done: number, total: number, name: string) => void;
   /** Extra report fields (e.g. the calibration settings). */
   report?: Record<string, unknown>;
-  /** Linears already packed (by weight name, e.g. trained by QAT): written as given, not re-quantized. */
-  packed?: Map<string, HostPackedWeight>;
 }
 
 export interface QuantizeReport {
@@ -78,28 +74,23 @@ export function isBlockLinear(name: string): boolean {
 }
 
 /**
- * Rewrites the f32 weights on the host before quantizing (the whole model at once): the
- * transformed tensors by name. Kept for QAT's command, which trains the whole model before packing.
- */
-export type HostTransform = (config: LlamaConfig, read: (name: string) => Promise<Float32Array>, out: AtomicOutput) => Promise<Map<string, Float32Array>>;
-
-/**
  * Quantizes `srcDir` into `outDir`, one block at a time: the block's f32 tensors are uploaded,
  * rewritten by `method` on the GPU (AWQ's scaled and clipped weights; RTN: as they are), its
- * linears quantized on the GPU, and only the packed words read back and streamed into
- * model.safetensors. The host holds one block (and the embedding) at a time.
+ * linears quantized on the GPU (or packed by the method: QAT's trained linears), and only the
+ * packed words read back and streamed into model.safetensors. The host holds one block (and the
+ * embedding) at a time.
  */
 export async function quantizeModel(
   ctx: GpuContext,
   srcDir: string,
   outDir: string,
   opts: QuantizeOptions,
-  method: QuantMethod | HostTransform = RTN,
+  method: QuantMethod = RTN,
 ): Promise<QuantizeReport> {
+  const m = method;
   const t0 = performance.now();
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const m: QuantMethod = typeof method === "function" ? new HostTransformMethod(opts.method ?? "rtn", method) : method;
-  const methodName = opts.method ?? m.name;
+  const methodName = m.name;
   if (opts.bits === 16 && methodName !== "rtn") throw new UsageError("--bits 16 is a plain cast; use --method rtn");
   const config = await loadConfig(srcDir);
   const ck = await SafetensorsCheckpoint.open(srcDir);
@@ -132,7 +123,7 @@ export async function quantizeModel(
     if (out.resumed) await removeStaleTemps(out.tmp);
     const read = async (n: string) => (await ck.read(n, "f32")).data as Float32Array;
     if (m.prepare) await timed(methodName, () => m.prepare!(ctx, { config, read, out, resume: !!opts.resume, log }));
-    const plan = outputPlan(config, ck, opts);
+    const plan = outputPlan(config, ck, opts, m);
     const metadata = { format: "pt", producer: "webgpu-quant", method: methodName, spec: opts.bits === 16 ? "f16" : specName(quantSpec(opts.bits, 1, 1024, opts.groupSize, opts.sym ?? false)) };
     writer = await SafetensorsWriter.create(out.file("model.safetensors"), plan.flatMap((e) => e.specs), { metadata });
     const w = writer;
@@ -154,9 +145,9 @@ export async function quantizeModel(
       listing.push({ name: e.name, kind: "f32", bytes: data.byteLength });
       written(e.name);
     };
-    /** A linear on the GPU -> packed words on the host (the weight as given when already packed). */
+    /** A linear on the GPU -> packed words on the host (the method's packed weight when it gives one). */
     const quantize = async (e: PlannedTensor, weight: GpuTensor): Promise<HostPackedWeight> => {
-      const given = opts.packed?.get(e.name);
+      const given = m.packedLinear?.(e.name);
       if (given) return given;
       return timed("quantize", async () => {
         const q = await quantizeRtn(ctx, weight, { bits: opts.bits as QuantBits, groupSize: opts.groupSize, sym: opts.sym });
@@ -269,7 +260,7 @@ interface PlannedTensor {
 }
 
 /** Every output tensor in file order (the checkpoint's order of expectedTensors), with its saved specs. */
-function outputPlan(config: LlamaConfig, ck: SafetensorsCheckpoint, opts: QuantizeOptions): PlannedTensor[] {
+function outputPlan(config: LlamaConfig, ck: SafetensorsCheckpoint, opts: QuantizeOptions, method: QuantMethod): PlannedTensor[] {
   const names = expectedTensors(config).filter((t) => ck.has(t.name)).map((t) => t.name);
   const quantizeHead = !!opts.quantizeHead && opts.bits !== 16;
   if (quantizeHead && !names.includes("lm_head.weight")) names.push("lm_head.weight"); // tied: quantize a copy of the embedding
@@ -283,7 +274,7 @@ function outputPlan(config: LlamaConfig, ck: SafetensorsCheckpoint, opts: Quanti
     if (opts.bits === 16) {
       specs = [{ name, dtype: opts.half === "bf16" ? "BF16" : "F16", shape }];
     } else if (quantize) {
-      const given = opts.packed?.get(name);
+      const given = method.packedLinear?.(name);
       if (given && (given.N !== shape[0] || given.K !== shape[1])) throw new TensorError(name, `packed weight is [${given.N}, ${given.K}], the checkpoint's is [${shape}]`);
       const spec = given ?? quantSpec(opts.bits, shape[0], shape[1], opts.groupSize, opts.sym ?? false);
       specs = packedSpecs(name.replace(/\.weight$/, ""), spec, given ? given.zeros !== null : !spec.sym);
@@ -322,28 +313,6 @@ function blockTensorsByName(b: BlockWeights): Map<string, GpuTensor> {
     if (li.bias) out.set(`${li.name}.bias`, li.bias);
   }
   return out;
-}
-
-/** A HostTransform as a method: the whole model transformed first, each block's tensors replaced on the GPU. */
-class HostTransformMethod implements QuantMethod {
-  #replaced = new Map<string, Float32Array>();
-  constructor(readonly name: string, private readonly transform: HostTransform) {}
-
-  async prepare(_ctx: GpuContext, args: PrepareArgs): Promise<void> {
-    this.#replaced = await this.transform(args.config, args.read, args.out);
-    const outside = [...this.#replaced.keys()].find((n) => !/^model\.layers\.\d+\./.test(n));
-    if (outside) throw new UsageError(`a weight transform may rewrite block tensors only, not ${outside}`);
-  }
-
-  async transformBlock(_ctx: GpuContext, _layer: number, block: BlockWeights): Promise<void> {
-    for (const [name, t] of blockTensorsByName(block)) {
-      const data = this.#replaced.get(name);
-      if (!data) continue;
-      if (data.length !== t.numel) throw new TensorError(name, `the transform returned ${data.length} elements, the weight has ${t.numel}`);
-      t.write(data);
-      this.#replaced.delete(name);
-    }
-  }
 }
 
 /**

@@ -8,16 +8,13 @@ import { Command, Option } from "commander";
 import { UsageError } from "../../errors.ts";
 import { createContext } from "../../gpu/context.ts";
 import { packCalibrationFallback, readDocuments, tokenizeDocuments } from "../../io/data.ts";
-import { guardOutput, realPathOf, type AtomicOutput } from "../../io/output.ts";
+import { guardOutput, realPathOf } from "../../io/output.ts";
 import { TextTokenizer } from "../../io/tokenizer.ts";
-import { loadConfig, type LlamaConfig } from "../../model/config.ts";
-import { LlamaModel } from "../../model/llama.ts";
-import { awqTransform, type AwqBlockReport } from "../../ptq/awq.ts";
-import type { HostPackedWeight, QuantBits } from "../../quant/formats.ts";
-import { quantizeModel, updateReport } from "../../ptq/quantize.ts";
-import { packTrained } from "../../train/export.ts";
-import { qatBlockwise, qatEndToEnd, qatSettings, type QatOptions, type QatResult } from "../../train/qat.ts";
-import { checkCheckpoint, type QatCheckpoint, type Setting } from "../../train/qat_checkpoint.ts";
+import { loadConfig } from "../../model/config.ts";
+import type { QuantBits } from "../../quant/formats.ts";
+import { quantizeModel } from "../../ptq/quantize.ts";
+import type { Setting } from "../../train/qat_checkpoint.ts";
+import { QatMethod } from "../../train/qat_method.ts";
 import { checkContextLength, floatOption, intOption, progressLine } from "../util.ts";
 
 interface QatCliOptions {
@@ -90,6 +87,8 @@ export function qatCommand(): Command {
       const sym = bits === 8 ? true : !!o.sym;
       const quiet = o.quiet || o.json;
       const config = await loadConfig(o.model);
+      const layers = o.layers ? o.layers.split(",").map((s) => Number(s)) : undefined;
+      if (layers?.some((l) => !Number.isInteger(l) || l < 0 || l >= config.numLayers)) throw new UsageError(`--layers must list blocks 0..${config.numLayers - 1} (got ${o.layers})`);
       checkContextLength(config, o.model, [["--seq-len", o.seqLen], ["--calib-seq-len", o.calibSeqLen]], o.allowLongContext);
       await guardOutput(o.out, { kind: "dir", inputs: [o.model, o.train], force: o.force });
       const ctx = await createContext();
@@ -100,100 +99,34 @@ export function qatCommand(): Command {
       const trainDocs = tokenizeDocuments(tok, docs.slice(0, docs.length - nHold));
       const holdDocs = tokenizeDocuments(tok, docs.slice(docs.length - nHold));
       const flat = (ds: number[][]) => ds.flat();
-      const calib = () => packCalibrationFallback(trainDocs, { n: o.samples, L: o.calibSeqLen, seed: o.seed, source: o.train, options: { samples: "--samples", seqLen: "--calib-seq-len" } });
-
-      let awqBlocks: AwqBlockReport[] = [];
-      let result: QatResult | null = null;
-      let peakBytes = 0;
-      const transform = async (c: LlamaConfig, readCk: (n: string) => Promise<Float32Array>, output: AtomicOutput) => {
-        const layers = o.layers ? o.layers.split(",").map((s) => Number(s)) : undefined;
-        if (layers?.some((l) => !Number.isInteger(l) || l < 0 || l >= c.numLayers)) throw new UsageError(`--layers must list blocks 0..${c.numLayers - 1} (got ${o.layers})`);
-        let bar: ReturnType<typeof progressLine> = null;
-        let best = Infinity;
-        const opts: QatOptions = {
+      const calib = () => packCalibrationFallback(trainDocs, { n: o.samples, L: o.calibSeqLen, seed: o.seed, source: o.train, options: { samples: "--samples", seqLen: "--calib-seq-len" } }).tokens;
+      // resumable progress: what else must match (the QAT options are added by qat.ts)
+      const settings: Record<string, Setting> = {
+        "--model": await modelFingerprint(o.model),
+        "--train": `sha256 ${createHash("sha256").update(docs.map((d) => d.text).join("\0")).digest("hex").slice(0, 16)}`,
+        "--init": o.init,
+      };
+      if (o.mode === "e2e") settings["--holdout"] = o.holdout;
+      if (o.mode === "block" || o.init === "awq") Object.assign(settings, { "--samples": o.samples, "--calib-seq-len": o.calibSeqLen });
+      const method = new QatMethod({
+        qat: {
           bits, groupSize, sym, trainWeights: o.trainable === "all", learnZero: !!o.learnZero, mode: o.mode, steps: o.steps, lr: o.lr, lrWeights: o.lrWeights,
           batch: o.batch, seqLen: o.mode === "e2e" ? o.seqLen : o.calibSeqLen, warmup: o.warmup, schedule: o.schedule, clipNorm: o.clipNorm,
           weightDecay: o.weightDecay, seed: o.seed, evalEvery: o.evalEvery, patience: o.patience,
-          onStep: (p) => {
-            if (p.heldOut !== undefined) best = Math.min(best, p.heldOut);
-            const where = p.block === null ? "" : `block ${p.block} `;
-            const total = p.block === null ? p.steps : p.steps * (layers?.length ?? c.numLayers);
-            const done = p.block === null ? p.step : (layers ? layers.indexOf(p.block) : p.block) * p.steps + p.step;
-            bar?.(done, total, `${where}step ${p.step} loss ${p.loss.toFixed(4)}${Number.isFinite(best) ? ` held-out best ${best.toFixed(4)}` : ""}`);
-          },
-        };
-        // resumable progress: what else must match (the QAT options are added by qat.ts)
-        const settings: Record<string, Setting> = {
-          "--model": await modelFingerprint(o.model),
-          "--train": `sha256 ${createHash("sha256").update(docs.map((d) => d.text).join("\0")).digest("hex").slice(0, 16)}`,
-          "--init": o.init,
-        };
-        if (o.mode === "e2e") settings["--holdout"] = o.holdout;
-        if (o.mode === "block" || o.init === "awq") Object.assign(settings, { "--samples": o.samples, "--calib-seq-len": o.calibSeqLen });
-        const checkpoint: QatCheckpoint = { dir: await output.state(), resumed: output.resumed, every: o.checkpointEvery, settings };
-        if (o.resume && !output.resumed) process.stderr.write(`resume: no interrupted run into ${o.out} was found; training starts from step 0\n`);
-        // refuse a mismatching resume before any work
-        await checkCheckpoint(checkpoint, { ...settings, ...qatSettings(opts, layers), ...(o.mode === "e2e" ? { "--loss": o.loss } : {}) });
-        opts.checkpoint = checkpoint;
-        // starting weights: the checkpoint, or AWQ's scaled and clipped weights (norms folded)
-        let init = new Map<string, Float32Array>();
-        if (o.init === "awq") {
-          const phase = progressLine(quiet ? null : "awq");
-          const r = await awqTransform(ctx, c, readCk, {
-            bits, groupSize, sym, tokens: calib().tokens, seqLen: o.calibSeqLen, onProgress: (d, n, detail) => phase?.(d, n, detail),
-            state: { dir: path.join(checkpoint.dir, "awq"), resumed: output.resumed, identity: { model: settings["--model"] as string } },
-          });
-          awqBlocks = r.blocks;
-          init = r.weights;
-        }
-        const read = async (n: string) => init.get(n) ?? (await readCk(n));
-        bar = progressLine(quiet ? null : "qat");
-        if (o.mode === "e2e") {
-          let fp: LlamaModel | null = null;
-          if (o.loss === "kd") {
-            fp = await LlamaModel.load(ctx, o.model, { maxTokens: o.batch * o.seqLen });
-            opts.teacher = async (ids, seq) => {
-              fp!.reset();
-              return fp!.forward(ids, { seq });
-            };
-          }
-          try {
-            result = await qatEndToEnd(ctx, c, read, flat(trainDocs), flat(holdDocs), opts);
-          } finally {
-            fp?.destroy();
-          }
-        } else {
-          const r = await qatBlockwise(ctx, c, read, calib().tokens, opts, layers);
-          peakBytes = r.peakBytes;
-          result = r;
-        }
-        // everything the model needs in f32 (norms folded by AWQ); linears come packed below
-        const out = new Map(init);
-        for (const [name, t] of result.linears) out.set(`${name}.weight`, t.w);
-        return out;
-      };
-      const packed = new Map<string, HostPackedWeight>();
-      const r = await quantizeModel(ctx, o.model, o.out, {
-        method: "qat", bits, groupSize: o.groupSize, sym, force: o.force, resume: o.resume, inputs: [o.train], packed,
-        report: {
-          qat: {
-            get init() { return o.init; }, mode: o.mode, loss: o.mode === "e2e" ? o.loss : "mse", learn_zero: !!o.learnZero, trainable: o.trainable, steps: o.steps, lr: o.lr, lr_weights: o.lrWeights, batch: o.batch,
-            seq_len: o.seqLen, schedule: o.schedule, warmup: o.warmup, clip_norm: o.clipNorm, holdout: o.holdout, train: o.train, seed: o.seed,
-            get held_out() { return result?.heldOut; }, get curve() { return result?.curve; }, get seconds() { return result?.seconds; },
-            get peak_gpu_bytes() { return peakBytes || undefined; },
-          },
-          get awq() { return o.init === "awq" ? awqBlocks : undefined; },
         },
-      }, async (c, readCk, out) => {
-        const weights = await transform(c, readCk, out);
-        for (const [name, t] of result!.linears) packed.set(`${name}.weight`, packTrained(t, bits, groupSize, sym));
-        return weights;
+        init: o.init, loss: o.loss, model: o.model, layers, train: flat(trainDocs), heldOut: flat(holdDocs), calibration: calib, calibSeqLen: o.calibSeqLen,
+        settings, checkpointEvery: o.checkpointEvery, progress: (phase) => progressLine(quiet ? null : phase),
+        report: {
+          init: o.init, mode: o.mode, loss: o.mode === "e2e" ? o.loss : "mse", learn_zero: !!o.learnZero, trainable: o.trainable, steps: o.steps, lr: o.lr, lr_weights: o.lrWeights, batch: o.batch,
+          seq_len: o.seqLen, schedule: o.schedule, warmup: o.warmup, clip_norm: o.clipNorm, holdout: o.holdout, train: o.train, seed: o.seed,
+        },
       });
+      const r = await quantizeModel(ctx, o.model, o.out, { bits, groupSize: o.groupSize, sym, force: o.force, resume: o.resume, inputs: [o.train] }, method);
       ctx.gpu.destroy();
       if (o.json) process.stdout.write(JSON.stringify(r) + "\n");
       else {
-        const res = result as QatResult | null;
-        const h = res?.heldOut;
+        const h = method.result?.heldOut;
+        const peakBytes = method.peakBytes;
         const spec = bits === 8 ? "int8 per-channel sym" : `int${bits} ${sym ? "sym" : "asym"} g${o.groupSize}`;
         process.stdout.write(
           `${o.model} -> ${o.out}: ${spec} (qat ${o.mode}${o.mode === "e2e" ? ` ${o.loss}` : ""}, ${o.trainable}, init ${o.init}) in ${r.seconds.total.toFixed(1)} s` +

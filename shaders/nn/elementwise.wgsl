@@ -6,7 +6,7 @@
 // Entry:     mul_cols    — x[t, c] *= y[c]                       (scale input channels), i = t * cols + c < n
 // Entry:     mul_rows    — x[r, c] *= y[r]                       (scale output rows), i = r * cols + c < n
 // Entry:     sub         — x[i] = y[i] - u[i]                    (errors against a reference), i < n
-// Entry:     transpose   — x[c, r] = y[r, c]                     (K-major weights), i = r * cols + c < n
+// Entry:     transpose   — x[c, r] = y[r, c]                     (transposed weights), i = r * cols + c < n
 // Workgroup: @workgroup_size(WG_SIZE), override WG_SIZE: u32 = 256
 // Grid:      ceil(n / WG_SIZE) workgroups folded into (x, y) (host: Kernel.grid1d); one invocation = one element
 // Bindings (group 0):

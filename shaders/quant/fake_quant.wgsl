@@ -8,7 +8,7 @@
 // Bindings (group 0):
 //   0 w          storage read        array<f32>  [N, K] weights (the whole weight in one binding)
 //   1 fq         storage read_write  array<f32>  [N, K] fake-quantized weights ([K, N] when transposed = 1,
-//                                                the layout of nn/matmul_kn.wgsl)
+//                                                the layout of nn/matmul_wt.wgsl)
 //   2 col_scale  storage read        array<f32>  [2, K] AWQ input-channel scales s, then f32(1 / s) rounded
 //                                                on the host (use_scale = 1; else any)
 //   3 clip_max   storage read        array<f32>  [N, ng] clip bound per (row, group) (use_clip = 1; else any)

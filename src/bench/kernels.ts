@@ -14,7 +14,8 @@ import { DENSE_VARIANTS, denseVariantUnavailable, matmul } from "../nn/matmul.ts
 import { groupsPerRow, type HostPackedWeight, packedBytes, quantSpec, type QuantSpec, wordsPerRow, zeroWordsPerRow } from "../quant/formats.ts";
 import { qmatmul, QMATMUL_ALL_VARIANTS, type QMatmulAnyVariant, variantUnavailable } from "../quant/matmul.ts";
 import { dequantizePacked } from "../quant/pack.ts";
-import { destroyPacked, downloadPacked, emptyPacked, type GpuPackedWeight, quantizeRtn } from "../quant/rtn.ts";
+import { destroyPacked, downloadPacked, emptyPacked, type GpuPackedWeight } from "../quant/packed.ts";
+import { quantizeRtn } from "../quant/rtn.ts";
 import { f16ArrayToF32, f32ArrayToF16 } from "../common/half.ts";
 import { randomF32 } from "../common/random.ts";
 import type { BenchTimer } from "./timer.ts";

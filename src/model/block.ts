@@ -10,7 +10,7 @@
 //
 // What differs between callers is a parameter, not a copy:
 //   - how each linear computes x · Wᵀ (a Linear: dense f32/f16 weights, packed int4/int8,
-//     K-major Wᵀ on CPU adapters, fake-quantized weights); biases are added here, once;
+//     transposed Wᵀ on CPU adapters, fake-quantized weights); biases are added here, once;
 //   - which activations are kept (the BlockActivations record: the caller's buffers, separate to
 //     keep them, aliased to save memory) and who sees the linears' inputs (onLinearInput);
 //   - the KV cache (generation) or packed independent sequences from position 0.
@@ -22,11 +22,11 @@ import type { Gpu } from "../gpu/device.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
 import { attention } from "../nn/attention.ts";
 import { addBias, addInPlace, siluMul } from "../nn/elementwise.ts";
-import { kMajorPreferred, matmul, matmulKn, swigluKn } from "../nn/matmul.ts";
+import { matmul, matmulWt, matmulWtPreferred, swigluWt } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { rope } from "../nn/rope.ts";
 import { qmatmul } from "../quant/matmul.ts";
-import type { GpuPackedWeight } from "../quant/rtn.ts";
+import type { GpuPackedWeight } from "../quant/packed.ts";
 import { LINEAR_ROLES } from "../common/llama.ts";
 import type { LlamaConfig } from "./config.ts";
 
@@ -64,29 +64,29 @@ export class PackedLinear implements Linear {
   }
 }
 
-/** Wᵀ (K, N) f32: the K-major GEMM, several times faster on CPU adapters (see linearLayout). */
-export class KMajorLinear implements Linear {
-  readonly kind = "kmajor";
+/** Wᵀ (K, N) f32: the transposed-weight GEMM, several times faster on CPU adapters (see linearLayout). */
+export class TransposedLinear implements Linear {
+  readonly kind = "transposed";
   constructor(readonly name: string, readonly wT: GpuTensor, readonly bias: GpuTensor | null = null) {}
   async matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, y: GpuTensor): Promise<void> {
-    await matmulKn(ctx, batch, x, this.wT, y);
+    await matmulWt(ctx, batch, x, this.wT, y);
   }
 }
 
 /**
  * The layout f32 weights a caller rewrites (AWQ) are best multiplied in on this device for up to
- * maxT tokens: "kn" (Wᵀ, KMajorLinear) where the K-major GEMM runs and is faster for every linear
+ * maxT tokens: "kn" (Wᵀ, TransposedLinear) where the transposed-weight GEMM runs and is faster for every linear
  * of the block (CPU adapters), else "nk" (W as stored, DenseLinear).
  */
 export function linearLayout(gpu: Gpu, c: LlamaConfig, maxT: number): "nk" | "kn" {
   const H = c.hiddenSize, I = c.intermediateSize, qw = c.numHeads * c.headDim, kvw = c.numKvHeads * c.headDim;
   const shapes = [[qw, H], [kvw, H], [H, qw], [I, H], [H, I]] as const;
-  return shapes.every(([N, K]) => kMajorPreferred(gpu, maxT, N, K)) ? "kn" : "nk";
+  return shapes.every(([N, K]) => matmulWtPreferred(gpu, maxT, N, K)) ? "kn" : "nk";
 }
 
 /** A weight held in `layout` ((N, K) for "nk", (K, N) for "kn") as a Linear. */
 export function layoutLinear(layout: "nk" | "kn", name: string, w: GpuTensor, bias: GpuTensor | null = null): Linear {
-  return layout === "kn" ? new KMajorLinear(name, w, bias) : new DenseLinear(name, w, bias);
+  return layout === "kn" ? new TransposedLinear(name, w, bias) : new DenseLinear(name, w, bias);
 }
 
 /** Records y = x · Wᵀ + b. */
@@ -176,8 +176,8 @@ export async function attentionHalf(ctx: GpuContext, b: CommandBatch, c: LlamaCo
 export async function mlpHalf(ctx: GpuContext, b: CommandBatch, lin: Record<LinearRole, Linear>, a: MlpActivations, opts: Pick<BlockForwardOptions, "onLinearInput">): Promise<void> {
   const { gate_proj: gate, up_proj: up } = lin;
   await opts.onLinearInput?.(["gate_proj", "up_proj"], a.xn2, b);
-  if (!a.keepGateUp && gate instanceof KMajorLinear && up instanceof KMajorLinear && !gate.bias && !up.bias) {
-    await swigluKn(ctx, b, a.xn2, gate.wT, up.wT, a.h); // gate, up and SwiGLU in one pass
+  if (!a.keepGateUp && gate instanceof TransposedLinear && up instanceof TransposedLinear && !gate.bias && !up.bias) {
+    await swigluWt(ctx, b, a.xn2, gate.wT, up.wT, a.h); // gate, up and SwiGLU in one pass
   } else {
     await linear(ctx, b, a.xn2, gate, a.g);
     await linear(ctx, b, a.xn2, up, a.u);

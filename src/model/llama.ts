@@ -27,7 +27,7 @@ import * as path from "node:path";
 import { InputError } from "../errors.ts";
 import type { HostPackedWeight } from "../quant/formats.ts";
 import { readPacked, readQuantizationConfig } from "../quant/model_format.ts";
-import { destroyPacked, uploadPacked } from "../quant/rtn.ts";
+import { destroyPacked, uploadPacked } from "../quant/packed.ts";
 import { blockForward, DenseLinear, linear, LINEARS, PackedLinear, type BlockActivations, type BlockParams, type LinearRole } from "./block.ts";
 import { ropeInvFreq } from "./rope.ts";
 

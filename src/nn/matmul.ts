@@ -76,59 +76,59 @@ export async function matmul(ctx: GpuContext, batch: CommandBatch, x: GpuTensor,
 }
 
 // ---------------------------------------------------------------------------------------------
-// K-major GEMM for CPU adapters (shaders/nn/matmul_kn.wgsl): y = x · Wt with Wt = Wᵀ stored [K, N].
+// Transposed-weight GEMM for CPU adapters (shaders/nn/matmul_wt.wgsl): y = x · Wt with Wt = Wᵀ stored [K, N].
 // Callers that re-run the same weights many times (AWQ's searches) keep a transposed copy and
-// call matmulKn when kMajorPreferred() says so.
+// call matmulWt when matmulWtPreferred() says so.
 
 // Rows per workgroup: the plain GEMM is fastest with 16 on lavapipe, the two-weight SWIGLU variant with
 // 12 (past which its register tile spills).
-const KN_TM = 16;
-const KN_TM_SWIGLU = 12;
+const WT_TM = 16;
+const WT_TM_SWIGLU = 12;
 
-/** Why matmulKn cannot run x [M, K] · Wt [K, N] on this device, or null when it can. */
-export function matmulKnUnavailable(gpu: Gpu, M: number, N: number, K: number): string | null {
+/** Why matmulWt cannot run x [M, K] · Wt [K, N] on this device, or null when it can. */
+export function matmulWtUnavailable(gpu: Gpu, M: number, N: number, K: number): string | null {
   if (!gpu.has("subgroups") || gpu.adapterInfo.subgroupMinSize < 8) return "needs subgroups of at least 8 invocations";
   if (N % 4 || K % 4) return `needs N and K multiples of 4 (N = ${N}, K = ${K})`;
   const lim = gpu.limits.maxStorageBufferBindingSize;
   if (Math.max(M * K, K * N, M * N) * 4 > lim) return "x, Wt and y must each fit one storage binding";
-  if (Math.ceil(M / Math.min(KN_TM, KN_TM_SWIGLU)) > gpu.limits.maxComputeWorkgroupsPerDimension) return `M = ${M} exceeds one dispatch`;
+  if (Math.ceil(M / Math.min(WT_TM, WT_TM_SWIGLU)) > gpu.limits.maxComputeWorkgroupsPerDimension) return `M = ${M} exceeds one dispatch`;
   return null;
 }
 
-/** True on CPU adapters where matmulKn runs: there it is several times faster than matmul(). */
-export function kMajorPreferred(gpu: Gpu, M: number, N: number, K: number): boolean {
-  return gpu.adapterInfo.kind === "cpu" && matmulKnUnavailable(gpu, M, N, K) === null;
+/** True on CPU adapters where matmulWt runs: there it is several times faster than matmul(). */
+export function matmulWtPreferred(gpu: Gpu, M: number, N: number, K: number): boolean {
+  return gpu.adapterInfo.kind === "cpu" && matmulWtUnavailable(gpu, M, N, K) === null;
 }
 
 /** Records y = x · Wt into `batch`. Shapes: x [M, K] f32, wt [K, N] f32 (W transposed), y [M, N] f32. */
-export async function matmulKn(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, wt: GpuTensor, y: GpuTensor): Promise<void> {
+export async function matmulWt(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, wt: GpuTensor, y: GpuTensor): Promise<void> {
   const [M, K] = x.shape;
   const [Kw, N] = wt.shape;
-  if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `matmulKn x must be f32 [M, K], got ${x.dtype} [${x.shape}]`);
-  if (wt.dtype !== "f32" || wt.shape.length !== 2 || Kw !== K) throw new TensorError(wt.label, `matmulKn Wt must be f32 [${K}, N], got ${wt.dtype} [${wt.shape}]`);
-  if (y.dtype !== "f32" || y.shape.length !== 2 || y.shape[0] !== M || y.shape[1] !== N) throw new TensorError(y.label, `matmulKn y must be f32 [${M}, ${N}], got ${y.dtype} [${y.shape}]`);
-  const why = matmulKnUnavailable(ctx.gpu, M, N, K);
-  if (why) throw new UsageError(`matmulKn cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() with W [N, K]");
+  if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `matmulWt x must be f32 [M, K], got ${x.dtype} [${x.shape}]`);
+  if (wt.dtype !== "f32" || wt.shape.length !== 2 || Kw !== K) throw new TensorError(wt.label, `matmulWt Wt must be f32 [${K}, N], got ${wt.dtype} [${wt.shape}]`);
+  if (y.dtype !== "f32" || y.shape.length !== 2 || y.shape[0] !== M || y.shape[1] !== N) throw new TensorError(y.label, `matmulWt y must be f32 [${M}, ${N}], got ${y.dtype} [${y.shape}]`);
+  const why = matmulWtUnavailable(ctx.gpu, M, N, K);
+  if (why) throw new UsageError(`matmulWt cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() with W [N, K]");
   if (M === 0 || N === 0) return;
-  const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "main", { TM: KN_TM });
-  batch.dispatch(k, { x, wt, wu: wt, y }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM), 1]);
+  const k = await ctx.kernels.get("nn/matmul_wt.wgsl", "main", { TM: WT_TM });
+  batch.dispatch(k, { x, wt, wu: wt, y }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / WT_TM), 1]);
 }
 
 /**
  * Records h = silu(x · Wgt) * (x · Wut) (the Llama MLP's gate and up projections and SwiGLU in one
- * pass; matmul_kn.wgsl with SWIGLU). Shapes: x [M, K], wgt and wut [K, N] (transposed), h [M, N].
+ * pass; matmul_wt.wgsl with SWIGLU). Shapes: x [M, K], wgt and wut [K, N] (transposed), h [M, N].
  */
-export async function swigluKn(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, wgt: GpuTensor, wut: GpuTensor, h: GpuTensor): Promise<void> {
+export async function swigluWt(ctx: GpuContext, batch: CommandBatch, x: GpuTensor, wgt: GpuTensor, wut: GpuTensor, h: GpuTensor): Promise<void> {
   const [M, K] = x.shape;
   const [Kw, N] = wgt.shape;
-  if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `swigluKn x must be f32 [M, K], got ${x.dtype} [${x.shape}]`);
+  if (x.dtype !== "f32" || x.shape.length !== 2) throw new TensorError(x.label, `swigluWt x must be f32 [M, K], got ${x.dtype} [${x.shape}]`);
   for (const w of [wgt, wut]) {
-    if (w.dtype !== "f32" || w.shape.length !== 2 || w.shape[0] !== K || w.shape[1] !== N || Kw !== K) throw new TensorError(w.label, `swigluKn weights must be f32 [${K}, ${N}], got ${w.dtype} [${w.shape}]`);
+    if (w.dtype !== "f32" || w.shape.length !== 2 || w.shape[0] !== K || w.shape[1] !== N || Kw !== K) throw new TensorError(w.label, `swigluWt weights must be f32 [${K}, ${N}], got ${w.dtype} [${w.shape}]`);
   }
-  if (h.dtype !== "f32" || h.shape.length !== 2 || h.shape[0] !== M || h.shape[1] !== N) throw new TensorError(h.label, `swigluKn h must be f32 [${M}, ${N}], got ${h.dtype} [${h.shape}]`);
-  const why = matmulKnUnavailable(ctx.gpu, M, N, K);
-  if (why) throw new UsageError(`swigluKn cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() and siluMul()");
+  if (h.dtype !== "f32" || h.shape.length !== 2 || h.shape[0] !== M || h.shape[1] !== N) throw new TensorError(h.label, `swigluWt h must be f32 [${M}, ${N}], got ${h.dtype} [${h.shape}]`);
+  const why = matmulWtUnavailable(ctx.gpu, M, N, K);
+  if (why) throw new UsageError(`swigluWt cannot run [${M}, ${K}] x [${K}, ${N}] here: ${why}`, "use matmul() and siluMul()");
   if (M === 0 || N === 0) return;
-  const k = await ctx.kernels.get("nn/matmul_kn.wgsl", "main", { TM: KN_TM_SWIGLU, SWIGLU: true });
-  batch.dispatch(k, { x, wt: wgt, wu: wut, y: h }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / KN_TM_SWIGLU), 1]);
+  const k = await ctx.kernels.get("nn/matmul_wt.wgsl", "main", { TM: WT_TM_SWIGLU, SWIGLU: true });
+  batch.dispatch(k, { x, wt: wgt, wu: wut, y: h }, { M, N, K }, [Math.ceil(N / 32), Math.ceil(M / WT_TM_SWIGLU), 1]);
 }

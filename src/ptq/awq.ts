@@ -39,7 +39,7 @@ import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { addInPlace, scale, transpose } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
-import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
+import { matmul, matmulWt, matmulWtPreferred } from "../nn/matmul.ts";
 import { attentionHalf, blockForward, layoutLinear, linear, linearLayout, LINEARS, mlpHalf, type BlockParams, type Linear, type LinearRole } from "../model/block.ts";
 import { expectedTensors, type LlamaConfig } from "../model/config.ts";
 import { destroyBlock, loadBlock, type BlockWeights, type WeightSource } from "../model/llama.ts";
@@ -447,7 +447,7 @@ async function loadAwqInput(gpu: GpuContext["gpu"], dir: string, l: number, shap
 /** Scale candidates recorded per submit in the search (one wait and one readback each). */
 const CANDIDATES_PER_SUBMIT = 5;
 
-/** A linear of the block under AWQ: its f32 weight (rewritten in place) and, in the K-major layout, Wᵀ kept in step with it. */
+/** A linear of the block under AWQ: its f32 weight (rewritten in place) and, in the transposed layout, Wᵀ kept in step with it. */
 interface AwqLinear {
   name: string;
   w: GpuTensor;
@@ -544,7 +544,7 @@ async function awqBlock(
   }
 }
 
-/** The record of block l: its linears (Wᵀ copies allocated in the K-major layout), activation, statistic and loss buffers. */
+/** The record of block l: its linears (Wᵀ copies allocated in the transposed layout), activation, statistic and loss buffers. */
 async function openAwqBlock(
   ctx: GpuContext, c: LlamaConfig, block: BlockWeights, l: number, chunks: Chunk[],
   invFreq: GpuTensor, opts: AwqOptions, progress: { tick(detail: string): void },
@@ -559,7 +559,7 @@ async function openAwqBlock(
     return t;
   };
   const maxT = Math.max(...chunks.map((ch) => ch.n * L));
-  // CPU adapters: the K-major GEMM is several times faster; every module then reads Wᵀ.
+  // CPU adapters: the transposed-weight GEMM is several times faster; every module then reads Wᵀ.
   const layout = linearLayout(gpu, c, maxT);
   const lin = {} as Record<LinearRole, AwqLinear>;
   for (const role of LINEARS) {
@@ -619,7 +619,7 @@ function blockLinears(blk: AwqBlock, replaced: Partial<Record<LinearRole, Linear
   return out;
 }
 
-/** Records Wᵀ := transpose(W) for the linears that keep a K-major copy. */
+/** Records Wᵀ := transpose(W) for the linears that keep a transposed copy. */
 async function syncTransposed(blk: AwqBlock, b: CommandBatch, roles: readonly LinearRole[]): Promise<void> {
   for (const role of roles) {
     const li = blk.lin[role];
@@ -684,7 +684,7 @@ async function gramOf(blk: AwqBlock, input: GroupInput): Promise<GpuTensor> {
         b.own(xT);
         await transpose(ctx, b, x, xT);
         const dst = i === 0 ? G : g1;
-        if (blk.layout === "kn" && kMajorPreferred(gpu, K, K, a.T)) await matmulKn(ctx, b, xT, x, dst);
+        if (blk.layout === "kn" && matmulWtPreferred(gpu, K, K, a.T)) await matmulWt(ctx, b, xT, x, dst);
         else await matmul(ctx, b, xT, xT, dst);
         if (i > 0) await addInPlace(ctx, b, G, g1);
       });

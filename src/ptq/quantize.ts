@@ -19,7 +19,8 @@ import { AtomicOutput, removeStaleTemps } from "../io/output.ts";
 import { groupsPerRow, specName, quantSpec, packedBytes, wordsPerRow, zeroWordsPerRow, type HostPackedWeight, type QuantBits, type QuantSpec } from "../quant/formats.ts";
 import { RTN, type QuantMethod } from "./method.ts";
 import { checkModelFiles, COPIED_FILES, LAYOUT, packedTensors, type QuantizationConfig } from "../quant/model_format.ts";
-import { destroyPacked, downloadPacked, quantizeRtn } from "../quant/rtn.ts";
+import { destroyPacked, downloadPacked } from "../quant/packed.ts";
+import { quantizeRtn } from "../quant/rtn.ts";
 import { reportHtml } from "./report.ts";
 
 /** Rewrites report.json and report.html of a finished output folder (each file replaced atomically). */

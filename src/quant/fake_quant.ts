@@ -46,7 +46,7 @@ export function colScaleWords(s: Float32Array): Float32Array {
 
 /**
  * Records out (N, K) = fake-quantized w, optionally with column scales (colScale: colScaleWords(s),
- * 2K) and per-group clip (N, ng); with `transposed` out is written K-major (K, N), ready for matmulKn().
+ * 2K) and per-group clip (N, ng); with `transposed` out is written transposed (K, N), ready for matmulWt().
  */
 export async function fakeQuantize(
   ctx: GpuContext, batch: CommandBatch, w: GpuTensor, out: GpuTensor, spec: FakeQuantSpec,

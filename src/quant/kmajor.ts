@@ -32,7 +32,7 @@ import type { Gpu } from "../gpu/device.ts";
 import { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { groupsPerRow, type QuantSpec, wordsPerRow } from "./formats.ts";
-import type { GpuPackedWeight } from "./rtn.ts";
+import type { GpuPackedWeight } from "./packed.ts";
 
 export type KMajorVariant = "kmajor" | "kmajor_dp4a";
 export const KMAJOR_VARIANTS: readonly KMajorVariant[] = ["kmajor", "kmajor_dp4a"];

@@ -29,7 +29,7 @@ import type { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { groupsPerRow, type QuantSpec, wordsPerRow } from "./formats.ts";
 import { KMAJOR_VARIANTS, kmajorMatmul, kmajorUnavailable, type KMajorVariant } from "./kmajor.ts";
-import type { GpuPackedWeight } from "./rtn.ts";
+import type { GpuPackedWeight } from "./packed.ts";
 
 export type QMatmulVariant = "tiled" | "tiled_f16" | "subgroup" | "dp4a";
 export const QMATMUL_VARIANTS: readonly QMatmulVariant[] = ["tiled", "tiled_f16", "subgroup", "dp4a"];

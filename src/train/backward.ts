@@ -41,7 +41,7 @@ import type { GpuContext } from "../gpu/context.ts";
 import type { CommandBatch } from "../gpu/encoder.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { addInPlace, transpose } from "../nn/elementwise.ts";
-import { kMajorPreferred, matmulKn } from "../nn/matmul.ts";
+import { matmulWt, matmulWtPreferred } from "../nn/matmul.ts";
 
 /** Target id marking a row with no loss (crossEntropyBackward). */
 export const IGNORE_INDEX = 0xffffffff;
@@ -114,9 +114,9 @@ export async function linearBackward(
     noAlias(dW, [x, w, dy], "linearBackward dW");
   }
   if (T === 0 || K === 0) return;
-  // CPU adapters: the K-major subgroup GEMM (nn/matmul_kn.wgsl) is several times faster. dx = dy · W
+  // CPU adapters: the transposed-weight subgroup GEMM (nn/matmul_wt.wgsl) is several times faster. dx = dy · W
   // takes W [N, K] as it is; dW = dyᵀ · x needs dyᵀ (a transpose of T·N values).
-  if (opts.windowRows === undefined && kMajorPreferred(ctx.gpu, T, K, N) && kMajorPreferred(ctx.gpu, N, K, T)) {
+  if (opts.windowRows === undefined && matmulWtPreferred(ctx.gpu, T, K, N) && matmulWtPreferred(ctx.gpu, N, K, T)) {
     const tmp = (shape: number[], label: string) => {
       const t = GpuTensor.empty(ctx.gpu, shape, "f32", label);
       batch.own(t);
@@ -127,10 +127,10 @@ export async function linearBackward(
       const dx2 = dx.view(dx.label, [T, K], 0);
       if (opts.accumulateDx) {
         const part = tmp([T, K], `${dx.label}.part`);
-        await matmulKn(ctx, batch, dy2, w, part);
+        await matmulWt(ctx, batch, dy2, w, part);
         await addInPlace(ctx, batch, dx2, part);
       } else {
-        await matmulKn(ctx, batch, dy2, w, dx2);
+        await matmulWt(ctx, batch, dy2, w, dx2);
       }
     }
     if (dW) {
@@ -138,10 +138,10 @@ export async function linearBackward(
       await transpose(ctx, batch, dy2, dyT);
       if (opts.accumulate) {
         const part = tmp([N, K], `${dW.label}.part`);
-        await matmulKn(ctx, batch, dyT, x, part);
+        await matmulWt(ctx, batch, dyT, x, part);
         await addInPlace(ctx, batch, dW, part);
       } else {
-        await matmulKn(ctx, batch, dyT, x, dW.view(dW.label, [N, K], 0));
+        await matmulWt(ctx, batch, dyT, x, dW.view(dW.label, [N, K], 0));
       }
     }
     return;

@@ -18,7 +18,7 @@ import { expectedTensors, type LlamaConfig } from "../model/config.ts";
 import { ropeInvFreq } from "../model/rope.ts";
 import { transpose } from "../nn/elementwise.ts";
 import { embedding } from "../nn/embedding.ts";
-import { kMajorPreferred, matmul, matmulKn } from "../nn/matmul.ts";
+import { matmul, matmulWt, matmulWtPreferred } from "../nn/matmul.ts";
 import { rmsnorm } from "../nn/rmsnorm.ts";
 import { groupsPerRow, maxCode, quantSpec, type QuantBits, type QuantSpec } from "../quant/formats.ts";
 import { f16BitsToF32 } from "../common/half.ts";
@@ -50,7 +50,7 @@ export class QLinear implements Linear {
   /** Gradient of the zero points when they are learned. */
   readonly dz: GpuTensor | null;
   readonly fq: FakeQuant;
-  /** W'ᵀ (K, N) for the K-major GEMM on CPU adapters (null elsewhere). */
+  /** W'ᵀ (K, N) for the transposed-weight GEMM on CPU adapters (null elsewhere). */
   readonly wqT: GpuTensor | null;
   private constructor(
     readonly name: string,
@@ -84,8 +84,8 @@ export class QLinear implements Linear {
 
   /** Records y = x · W'ᵀ (without the bias). */
   async matmul(ctx: GpuContext, b: CommandBatch, x: GpuTensor, y: GpuTensor): Promise<void> {
-    // (the K-major copy is kept when the shapes allow it; a batch too large for one binding falls back)
-    if (this.wqT && kMajorPreferred(ctx.gpu, x.shape[0], this.spec.N, this.spec.K)) await matmulKn(ctx, b, x, this.wqT, y);
+    // (the transposed copy is kept when the shapes allow it; a batch too large for one binding falls back)
+    if (this.wqT && matmulWtPreferred(ctx.gpu, x.shape[0], this.spec.N, this.spec.K)) await matmulWt(ctx, b, x, this.wqT, y);
     else await matmul(ctx, b, x, this.wq, y);
   }
 
@@ -106,7 +106,7 @@ export class QLinear implements Linear {
       GpuTensor.fromHost(gpu, z, [N, ng], "f32", `${name}.z`),
       bias ? GpuTensor.fromHost(gpu, bias, [N], "f32", `${name}.bias`) : null,
       q.trainWeights,
-      kMajorPreferred(gpu, 1, N, K),
+      matmulWtPreferred(gpu, 1, N, K),
       !!q.learnZero,
     );
   }
@@ -329,12 +329,12 @@ export class QatModel {
     b.own(xf, logits);
     const head = this.head ?? this.embed;
     await rmsnorm(ctx, b, x, this.norm, xf, c.rmsNormEps);
-    if (kMajorPreferred(ctx.gpu, T, V, H)) {
+    if (matmulWtPreferred(ctx.gpu, T, V, H)) {
       if (!this.#headT) {
         this.#headT = GpuTensor.empty(ctx.gpu, [H, V], "f32", "qat.head_t");
         await transpose(ctx, b, head, this.#headT);
       }
-      await matmulKn(ctx, b, xf, this.#headT, logits);
+      await matmulWt(ctx, b, xf, this.#headT, logits);
     } else {
       await matmul(ctx, b, xf, head, logits);
     }

@@ -26,7 +26,7 @@ import { rmsnorm } from "../../src/nn/rmsnorm.ts";
 import { rope } from "../../src/nn/rope.ts";
 import { quantSpec } from "../../src/quant/formats.ts";
 import { qmatmul } from "../../src/quant/matmul.ts";
-import { destroyPacked, uploadPacked } from "../../src/quant/rtn.ts";
+import { destroyPacked, uploadPacked } from "../../src/quant/packed.ts";
 import {
   crossEntropyBackwardRef, IGNORE_INDEX_REF, linearBackwardRef, rmsnormBackwardRef, rmsnormForwardRef, ropeBackwardRef, ropeForwardRef,
 } from "../../src/ref/backward.ts";
@@ -177,7 +177,7 @@ describe("grids folded past maxComputeWorkgroupsPerDimension", async () => {
     const W = randomF32(N * K, 161), dy = randomF32(T * N, 162);
     const dxt = empty([T, K], "f32", "dx");
     const xt = empty([T, K], "f32", "x"); // not read for dx
-    // windowRows selects the tiled gemm kernel on every adapter (no K-major path).
+    // windowRows selects the tiled gemm kernel on every adapter (no transposed-weight path).
     await run((b) => linearBackward(ctx, b, xt, up(W, [N, K], "f32", "W"), up(dy, [T, N], "f32", "dy"), dxt, null, { windowRows: N }));
     check("linear backward dx", await host(dxt), linearBackwardRef(new Float32Array(T * K), W, dy, T, N, K).dx, 1e-6, K, maxDim * rowsPerWg);
     freeAll();

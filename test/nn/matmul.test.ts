@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CommandBatch } from "../../src/gpu/encoder.ts";
 import { GpuTensor } from "../../src/gpu/tensor.ts";
-import { chooseDense, DENSE_VARIANTS, denseVariantUnavailable, kMajorPreferred, matmul, matmulKn, matmulKnUnavailable, swigluKn } from "../../src/nn/matmul.ts";
+import { chooseDense, DENSE_VARIANTS, denseVariantUnavailable, matmul, matmulWt, matmulWtPreferred, matmulWtUnavailable, swigluWt } from "../../src/nn/matmul.ts";
 import { siluRef } from "../../src/ref/llama.ts";
 import { f16ArrayToF32, f32ArrayToF16 } from "../../src/ref/f16.ts";
 import { matmulRef } from "../../src/ref/matmul.ts";
@@ -114,15 +114,15 @@ describe("matmul y = x · Wᵀ", async () => {
     for (const t of [xt, wt, yt]) t.destroy();
   });
 
-  // K-major GEMM (matmul_kn.wgsl): ragged M (not a multiple of its 16-row tile), N / 4 and K / 4
+  // Transposed-weight GEMM (matmul_wt.wgsl): ragged M (not a multiple of its 16-row tile), N / 4 and K / 4
   // not multiples of its 8-invocation subgroup, and the stories260K shapes.
   const knCases: [number, number, number][] = [[37, 44, 60], [1, 4, 4], [16, 32, 64], [300, 172, 64], [129, 64, 172]];
   for (const [M, N, K] of knCases) {
-    it(`matmulKn ${M}x${N}x${K} (W stored [K, N]) matches the float64 reference`, async () => {
-      const why = matmulKnUnavailable(gpu, M, N, K);
+    it(`matmulWt ${M}x${N}x${K} (W stored [K, N]) matches the float64 reference`, async () => {
+      const why = matmulWtUnavailable(gpu, M, N, K);
       if (why) {
         // Only a device without subgroups may lack it; lavapipe has them.
-        console.log(`matmulKn ${M}x${N}x${K}: skipped (${why})`);
+        console.log(`matmulWt ${M}x${N}x${K}: skipped (${why})`);
         expect(why).toMatch(/subgroups/);
         expect(gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8).toBe(false);
         return;
@@ -136,31 +136,31 @@ describe("matmul y = x · Wᵀ", async () => {
       const wt = GpuTensor.fromHost(gpu, wtHost, [K, N], "f32", "wt");
       const yt = GpuTensor.empty(gpu, [M, N], "f32", "y");
       const b = new CommandBatch(gpu);
-      await matmulKn(ctx, b, xt, wt, yt);
+      await matmulWt(ctx, b, xt, wt, yt);
       b.submit();
       const err = relError((await yt.toHost()) as Float32Array, matmulRef(x, w, M, N, K));
-      console.log(`matmulKn ${M}x${N}x${K}: relative error ${err.toExponential(2)}`);
+      console.log(`matmulWt ${M}x${N}x${K}: relative error ${err.toExponential(2)}`);
       expect(err).toBeLessThan(1e-5);
       for (const t of [xt, wt, yt]) t.destroy();
       expect(gpu.stats.liveBytes).toBe(base);
     });
   }
 
-  it("matmulKn refuses shapes it cannot run, with the reason", async () => {
-    expect(matmulKnUnavailable(gpu, 8, 6, 8)).toMatch(/multiples of 4|subgroups/);
-    expect(kMajorPreferred(gpu, 8, 6, 8)).toBe(false);
+  it("matmulWt refuses shapes it cannot run, with the reason", async () => {
+    expect(matmulWtUnavailable(gpu, 8, 6, 8)).toMatch(/multiples of 4|subgroups/);
+    expect(matmulWtPreferred(gpu, 8, 6, 8)).toBe(false);
     const x = GpuTensor.empty(gpu, [2, 6], "f32", "x");
     const wt = GpuTensor.empty(gpu, [6, 8], "f32", "wt");
     const y = GpuTensor.empty(gpu, [2, 8], "f32", "y");
-    await expect(matmulKn(ctx, new CommandBatch(gpu), x, wt, y)).rejects.toThrow(/matmulKn cannot run/);
+    await expect(matmulWt(ctx, new CommandBatch(gpu), x, wt, y)).rejects.toThrow(/matmulWt cannot run/);
     for (const t of [x, wt, y]) t.destroy();
   });
 
-  it("swigluKn: silu(x·Wgᵀ) * (x·Wuᵀ) in one pass matches the float64 reference (ragged 53x44x60)", async () => {
+  it("swigluWt: silu(x·Wgᵀ) * (x·Wuᵀ) in one pass matches the float64 reference (ragged 53x44x60)", async () => {
     const [M, N, K] = [53, 44, 60];
-    const why = matmulKnUnavailable(gpu, M, N, K);
+    const why = matmulWtUnavailable(gpu, M, N, K);
     if (why) {
-      console.log(`swigluKn ${M}x${N}x${K}: skipped (${why})`);
+      console.log(`swigluWt ${M}x${N}x${K}: skipped (${why})`);
       expect(gpu.has("subgroups") && gpu.adapterInfo.subgroupMinSize >= 8).toBe(false);
       return;
     }
@@ -172,10 +172,10 @@ describe("matmul y = x · Wᵀ", async () => {
     const tg = GpuTensor.fromHost(gpu, T(wg), [K, N], "f32", "wg_t"), tu = GpuTensor.fromHost(gpu, T(wu), [K, N], "f32", "wu_t");
     const h = GpuTensor.empty(gpu, [M, N], "f32", "h");
     const b = new CommandBatch(gpu);
-    await swigluKn(ctx, b, xt, tg, tu, h);
+    await swigluWt(ctx, b, xt, tg, tu, h);
     b.submit();
     const err = relError((await h.toHost()) as Float32Array, want);
-    console.log(`swigluKn ${M}x${N}x${K}: relative error ${err.toExponential(2)}`);
+    console.log(`swigluWt ${M}x${N}x${K}: relative error ${err.toExponential(2)}`);
     expect(err).toBeLessThan(1e-5);
     for (const t of [xt, tg, tu, h]) t.destroy();
   });

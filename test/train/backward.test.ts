@@ -143,7 +143,7 @@ describe("GPU backward kernels match the float64 references", async () => {
 
   it("linear: dx, dW, accumulation and W in row windows", () =>
     leakFree(async () => {
-      // 37x45x53: the tiled kernel; 33x44x52: the K-major kernel on CPU adapters (multiples of 4)
+      // 37x45x53: the tiled kernel; 33x44x52: the transposed-weight kernel on CPU adapters (multiples of 4)
       for (const [T, N, K, windowRows] of [[37, 45, 53, undefined], [19, 45, 48, 12], [33, 44, 52, undefined]] as const) {
         const x = randomF32(T * K, 21), W = randomF32(N * K, 22), dy = randomF32(T * N, 23);
         const dx0 = randomF32(T * K, 24), dW0 = randomF32(N * K, 25);

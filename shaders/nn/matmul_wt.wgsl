@@ -1,4 +1,4 @@
-// matmul_kn.wgsl — y[M, N] = x[M, K] · Wt[K, N], the weight stored K-major (W transposed), f32
+// matmul_wt.wgsl — y[M, N] = x[M, K] · Wt[K, N], the weight stored transposed (Wt = Wᵀ), f32
 // throughout; the GEMM shape for CPU-SIMD adapters (lavapipe), where every per-invocation storage
 // load costs about as much as a SIMD-width of arithmetic and a workgroup barrier more still.
 //

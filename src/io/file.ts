@@ -16,7 +16,8 @@ const MAX_READ_CHUNK = 64 * 1024 * 1024;
 /** dev:ino of every file currently open as an input; writers refuse to replace one of them. */
 const openInputs = new Map<string, number>();
 
-function inodeKey(st: Stats): string {
+/** dev:ino of a file: the same file under any name. */
+export function inodeKey(st: Stats): string {
   return `${st.dev}:${st.ino}`;
 }
 

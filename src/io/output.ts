@@ -13,12 +13,12 @@
 // same place, or adopted by that run when it resumes. SIGINT, SIGTERM and SIGHUP remove the partial
 // folder of a run in progress unless it holds resumable progress (then it is kept for --resume).
 
-import { existsSync, promises as fsp, readFileSync, realpathSync, rmSync, type Stats } from "node:fs";
+import { existsSync, promises as fsp, realpathSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { randomBytes } from "node:crypto";
 import { OutputError, UsageError } from "../errors.ts";
-import { AtomicFile } from "./file.ts";
+import { AtomicFile, inodeKey } from "./file.ts";
 
 /** Name of the marker file that identifies a folder written by webgpu-quant. */
 export const MARKER = ".wgq-output";
@@ -62,9 +62,6 @@ function within(inner: string, outer: string): boolean {
   return rel !== "" && !rel.startsWith("..") && !path.isAbsolute(rel);
 }
 
-function inodeKey(st: Stats): string {
-  return `${st.dev}:${st.ino}`;
-}
 
 /** dev:ino of an input and, for a folder, of the files directly inside it. */
 async function inputInodes(real: string): Promise<Set<string>> {
@@ -339,15 +336,6 @@ export class AtomicOutput {
   }
 }
 
-/** Does `dir` carry the marker of a webgpu-quant output? */
-export function isWgqOutput(dir: string): boolean {
-  try {
-    const m = JSON.parse(readFileSync(path.join(dir, MARKER), "utf8")) as MarkerInfo;
-    return m.producer === "webgpu-quant";
-  } catch {
-    return false;
-  }
-}
 
 // --- resumable progress ------------------------------------------------------------------------
 

@@ -630,13 +630,3 @@ export async function writeShardedSafetensors(
   await out.commit(opts.protect);
   return { files, index };
 }
-
-/** Guard for callers that build output paths: the folder must exist. */
-export async function assertOutputDir(dir: string): Promise<void> {
-  try {
-    if ((await fsp.stat(dir)).isDirectory()) return;
-  } catch {
-    /* fall through */
-  }
-  throw new OutputError(dir, "output folder does not exist", "create it first (mkdir -p)");
-}
